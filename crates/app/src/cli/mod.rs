@@ -1,0 +1,92 @@
+//! The command line: `app run` and `app database ...`.
+
+mod database;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{ConfigError, Settings};
+use crate::db::DbError;
+use crate::fixtures::FixtureError;
+use crate::startup::{Application, StartupError};
+
+pub use output::Format;
+
+/// Todo service with a built-in database toolkit for PostgreSQL and SQLite.
+///
+/// Settings come from the environment and from `.env.{APP_ENV}` and `.env` in the working
+/// directory (the process environment wins). The main ones: DATABASE_URL (default
+/// sqlite+aiosqlite:///db.sqlite3), APP_ENV (development, testing, production), LOG_LEVEL.
+/// See the README for the full list.
+#[derive(Debug, Parser)]
+#[command(name = "app", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the HTTP API until SIGTERM or Ctrl-C.
+    ///
+    /// On a database with none of the tables, creates the schema and loads the fixtures first.
+    Run(RunArgs),
+    /// Inspect and prepare the database.
+    #[command(subcommand)]
+    Database(database::DatabaseCommand),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RunArgs {
+    /// Address to listen on [default: APP_HOST, else 127.0.0.1].
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Port to listen on; 0 picks a free one [default: APP_PORT, else 8000].
+    #[arg(long)]
+    pub port: Option<u16>,
+}
+
+/// Why a command failed; [`CliError::exit_code`] picks the exit status.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error(transparent)]
+    Db(#[from] DbError),
+    #[error(transparent)]
+    Fixtures(#[from] FixtureError),
+    #[error(transparent)]
+    Startup(#[from] StartupError),
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl CliError {
+    /// 2 for a bad setting or usage, 1 for anything else that failed.
+    pub fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::Config(_) => ExitCode::from(2),
+            _ => ExitCode::from(1),
+        }
+    }
+}
+
+/// Runs one parsed command with loaded settings.
+pub async fn run(cli: Cli, mut settings: Settings) -> Result<(), CliError> {
+    match cli.command {
+        Command::Run(args) => {
+            if let Some(host) = args.host {
+                settings.http.host = host;
+            }
+            if let Some(port) = args.port {
+                settings.http.port = port;
+            }
+            let app = Application::build(settings).await?;
+            app.run_until_stopped().await?;
+            Ok(())
+        }
+        Command::Database(command) => database::run(command, &settings).await,
+    }
+}

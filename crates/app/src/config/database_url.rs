@@ -1,0 +1,178 @@
+//! `DATABASE_URL` in both the reference's SQLAlchemy style and sqlx's style.
+//!
+//! | written                                  | means                                   |
+//! |------------------------------------------|-----------------------------------------|
+//! | `postgresql+asyncpg://u:p@h:5432/db`     | PostgreSQL (also `+psycopg`, `+psycopg2`) |
+//! | `postgresql://...`, `postgres://...`     | PostgreSQL                              |
+//! | `sqlite+aiosqlite:///db.sqlite3`         | SQLite file `db.sqlite3`, relative      |
+//! | `sqlite+aiosqlite:////var/db.sqlite3`    | SQLite file `/var/db.sqlite3`, absolute |
+//! | `sqlite+aiosqlite:///:memory:`           | SQLite in memory                        |
+//! | `sqlite://db.sqlite3`, `sqlite:db.sqlite3` | SQLite file, as sqlx reads it         |
+//! | `sqlite::memory:`                        | SQLite in memory                        |
+
+use std::fmt;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+use sqlx::postgres::PgConnectOptions;
+
+use super::ConfigError;
+
+const VAR: &str = "DATABASE_URL";
+
+/// Which kind of database a URL names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Backend {
+    Postgresql,
+    Sqlite,
+}
+
+impl Backend {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Backend::Postgresql => "postgresql",
+            Backend::Sqlite => "sqlite",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A parsed, validated `DATABASE_URL`.
+#[derive(Clone)]
+pub enum DatabaseUrl {
+    Postgres {
+        options: Box<PgConnectOptions>,
+        /// The URL with its password hidden, for messages and logs.
+        display: String,
+    },
+    /// `path: None` is an in-memory database.
+    Sqlite { path: Option<PathBuf> },
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "DatabaseUrl({self})")
+    }
+}
+
+impl fmt::Display for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatabaseUrl::Postgres { display, .. } => f.write_str(display),
+            DatabaseUrl::Sqlite { path: None } => f.write_str("sqlite::memory:"),
+            DatabaseUrl::Sqlite { path: Some(path) } => write!(f, "sqlite://{}", path.display()),
+        }
+    }
+}
+
+impl DatabaseUrl {
+    /// Parses any of the accepted forms; the error names `DATABASE_URL` and hides the password.
+    pub fn parse(raw: &str) -> Result<Self, ConfigError> {
+        let raw = raw.trim();
+        let display = redact_password(raw);
+        let invalid = |reason: String| ConfigError::new(VAR, &display, reason);
+        let Some((scheme, rest)) = raw.split_once(':') else {
+            return Err(invalid(
+                "expected a URL such as postgresql+asyncpg://user:pass@host:5432/db or sqlite+aiosqlite:///db.sqlite3".into(),
+            ));
+        };
+        match scheme.to_ascii_lowercase().as_str() {
+            "postgres"
+            | "postgresql"
+            | "postgresql+asyncpg"
+            | "postgresql+psycopg"
+            | "postgresql+psycopg2" => {
+                let url = format!("postgres:{rest}");
+                let options = PgConnectOptions::from_str(&url)
+                    .map_err(|err| invalid(format!("not a PostgreSQL URL: {err}")))?;
+                Ok(DatabaseUrl::Postgres {
+                    options: Box::new(options),
+                    display,
+                })
+            }
+            "sqlite+aiosqlite" | "sqlite+pysqlite" => {
+                // SQLAlchemy: `sqlite:///rel` is relative, `sqlite:////abs` absolute.
+                let path = rest.strip_prefix("///").ok_or_else(|| {
+                    invalid("expected three slashes, as in sqlite+aiosqlite:///db.sqlite3".into())
+                })?;
+                Self::sqlite(path).map_err(invalid)
+            }
+            "sqlite" => {
+                // sqlx: `sqlite://path`, `sqlite:path`, `sqlite::memory:`.
+                let path = rest.strip_prefix("//").unwrap_or(rest);
+                Self::sqlite(path).map_err(invalid)
+            }
+            _ => Err(invalid(format!(
+                "unknown scheme {scheme:?}; use postgresql+asyncpg://, postgresql://, postgres://, sqlite+aiosqlite:/// or sqlite://"
+            ))),
+        }
+    }
+
+    fn sqlite(path: &str) -> Result<Self, String> {
+        if path.contains('?') {
+            return Err("query parameters are not supported in SQLite URLs".into());
+        }
+        match path {
+            "" => Err("the SQLite URL names no file".into()),
+            ":memory:" => Ok(DatabaseUrl::Sqlite { path: None }),
+            path => Ok(DatabaseUrl::Sqlite {
+                path: Some(PathBuf::from(path)),
+            }),
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        match self {
+            DatabaseUrl::Postgres { .. } => Backend::Postgresql,
+            DatabaseUrl::Sqlite { .. } => Backend::Sqlite,
+        }
+    }
+}
+
+/// Replaces the password of `scheme://user:password@host` with `***`.
+fn redact_password(raw: &str) -> String {
+    let Some(scheme_end) = raw.find("://") else {
+        return raw.to_string();
+    };
+    let authority_start = scheme_end + 3;
+    let authority_end = raw[authority_start..]
+        .find('/')
+        .map_or(raw.len(), |i| authority_start + i);
+    let authority = &raw[authority_start..authority_end];
+    let Some(at) = authority.rfind('@') else {
+        return raw.to_string();
+    };
+    let userinfo = &authority[..at];
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!(
+            "{}{user}:***{}",
+            &raw[..authority_start],
+            &raw[authority_start + at..]
+        ),
+        None => raw.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hides_the_password() {
+        assert_eq!(
+            redact_password("postgresql+asyncpg://app:s3cret@db:5432/app"),
+            "postgresql+asyncpg://app:***@db:5432/app"
+        );
+        assert_eq!(
+            redact_password("postgres://app@db/app"),
+            "postgres://app@db/app"
+        );
+        assert_eq!(redact_password("sqlite:///x.db"), "sqlite:///x.db");
+    }
+}

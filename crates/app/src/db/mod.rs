@@ -1,0 +1,222 @@
+//! Connecting to PostgreSQL or SQLite, the pool behind the connection, and its health.
+//!
+//! The sqlx pool is built here (see [`pool`]) and handed to SeaORM, so every SeaORM query goes
+//! through the pool settings; [`Database`] keeps both the SeaORM connection and the pool.
+
+mod echo;
+mod error;
+pub mod pool;
+
+use std::path::Path;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, SqlxPostgresConnector, SqlxSqliteConnector, Statement,
+};
+use serde::Serialize;
+use sqlx::postgres::PgPool;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
+
+use crate::config::{Backend, DatabaseSettings, DatabaseUrl};
+pub use error::DbError;
+use pool::PoolShape;
+
+/// How long a SQLite connection waits for a lock held by another before giving up.
+const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The sqlx pool under the SeaORM connection.
+#[derive(Debug, Clone)]
+enum Pool {
+    Postgres(PgPool),
+    Sqlite(SqlitePool),
+}
+
+/// A connected database: the SeaORM connection for queries and the pool for its figures.
+#[derive(Debug, Clone)]
+pub struct Database {
+    conn: DatabaseConnection,
+    pool: Pool,
+    backend: Backend,
+    shape: PoolShape,
+    pool_size: u32,
+    max_overflow: u32,
+    pool_timeout: Duration,
+}
+
+/// The pool's figures at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PoolStatus {
+    /// Connections kept open (`DATABASE_POOL_SIZE`; 0 when pooling is disabled).
+    pub size: u32,
+    /// Extra connections allowed under load.
+    pub overflow: u32,
+    /// Connections open now.
+    pub open: u32,
+    pub idle: u32,
+    pub in_use: u32,
+}
+
+/// What `ping` learns about the server.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PingReport {
+    pub backend: Backend,
+    pub server_version: String,
+    pub round_trip: Duration,
+}
+
+impl Database {
+    /// Opens the pool and checks that one connection works.
+    #[tracing::instrument(skip_all, fields(backend = %settings.url.backend()))]
+    pub async fn connect(settings: &DatabaseSettings) -> Result<Self, DbError> {
+        let (conn, pool, shape) = match &settings.url {
+            DatabaseUrl::Postgres { options, display } => {
+                let shape = PoolShape::from_settings(settings, false);
+                let handle = Arc::new(OnceLock::new());
+                let pool = pool::options(settings, shape, handle.clone())
+                    .connect_with((**options).clone())
+                    .await
+                    .map_err(|err| DbError::connect(display, err))?;
+                let _ = handle.set(pool.clone());
+                let conn = SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone());
+                (conn, Pool::Postgres(pool), shape)
+            }
+            DatabaseUrl::Sqlite { path } => {
+                let options = sqlite_options(path.as_deref())?;
+                let shape = PoolShape::from_settings(settings, path.is_none());
+                let handle = Arc::new(OnceLock::new());
+                let pool = pool::options(settings, shape, handle.clone())
+                    .connect_with(options)
+                    .await
+                    .map_err(|err| DbError::sqlite_open(path.as_deref(), err))?;
+                let _ = handle.set(pool.clone());
+                let conn = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool.clone());
+                (conn, Pool::Sqlite(pool), shape)
+            }
+        };
+        let mut conn = conn;
+        if settings.echo {
+            conn.set_metric_callback(echo::log_statement);
+        }
+        let db = Database {
+            conn,
+            pool,
+            backend: settings.url.backend(),
+            shape,
+            pool_size: settings.pool_size,
+            max_overflow: settings.max_overflow,
+            pool_timeout: settings.pool_timeout,
+        };
+        // A file that is not a database opens fine; the first query tells.
+        db.conn
+            .execute_unprepared("SELECT 1")
+            .await
+            .map_err(|err| db.explain(err))?;
+        tracing::debug!(pool = ?db.pool_status(), "database connected");
+        Ok(db)
+    }
+
+    /// The SeaORM connection for queries.
+    pub fn conn(&self) -> &DatabaseConnection {
+        &self.conn
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Open, idle and in-use connections now.
+    pub fn pool_status(&self) -> PoolStatus {
+        let (open, idle) = match &self.pool {
+            Pool::Postgres(pool) => (pool.size(), pool.num_idle()),
+            Pool::Sqlite(pool) => (pool.size(), pool.num_idle()),
+        };
+        let idle = u32::try_from(idle).unwrap_or(u32::MAX);
+        PoolStatus {
+            size: self.shape.kept,
+            overflow: self.shape.max.saturating_sub(self.shape.kept),
+            open,
+            idle,
+            in_use: open.saturating_sub(idle),
+        }
+    }
+
+    /// Turns a SeaORM error into ours: a pool timeout gets the pool's figures.
+    pub fn explain(&self, err: sea_orm::DbErr) -> DbError {
+        match err {
+            sea_orm::DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout) => {
+                let status = self.pool_status();
+                DbError::PoolTimeout {
+                    waited: self.pool_timeout,
+                    size: self.pool_size,
+                    overflow: self.max_overflow,
+                    in_use: status.in_use,
+                }
+            }
+            other => DbError::from_db_err(other),
+        }
+    }
+
+    /// Runs a trivial query and reports the server version and the round-trip time.
+    #[tracing::instrument(skip_all)]
+    pub async fn ping(&self) -> Result<PingReport, DbError> {
+        let version_sql = match self.backend {
+            Backend::Postgresql => "SHOW server_version",
+            Backend::Sqlite => "SELECT sqlite_version()",
+        };
+        let row = self
+            .conn
+            .query_one_raw(Statement::from_string(
+                self.conn.get_database_backend(),
+                version_sql,
+            ))
+            .await
+            .map_err(|err| self.explain(err))?
+            .ok_or_else(|| DbError::Unexpected("the server returned no version".into()))?;
+        let server_version: String = row.try_get_by_index(0).map_err(|err| self.explain(err))?;
+        let started = Instant::now();
+        self.conn
+            .execute_unprepared("SELECT 1")
+            .await
+            .map_err(|err| self.explain(err))?;
+        Ok(PingReport {
+            backend: self.backend,
+            server_version,
+            round_trip: started.elapsed(),
+        })
+    }
+
+    /// Closes every connection; later queries fail.
+    pub async fn close(&self) {
+        match &self.pool {
+            Pool::Postgres(pool) => pool.close().await,
+            Pool::Sqlite(pool) => pool.close().await,
+        }
+    }
+}
+
+/// WAL, foreign keys, a busy timeout and synchronous=NORMAL: the settings a service wants,
+/// where sqlx would default to a rollback journal and synchronous=FULL.
+fn sqlite_options(path: Option<&Path>) -> Result<SqliteConnectOptions, DbError> {
+    let options = SqliteConnectOptions::new()
+        .foreign_keys(true)
+        .busy_timeout(SQLITE_BUSY_TIMEOUT)
+        .synchronous(SqliteSynchronous::Normal);
+    let Some(path) = path else {
+        return Ok(options.in_memory(true));
+    };
+    if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty())
+        && !dir.is_dir()
+    {
+        return Err(DbError::MissingDirectory(dir.to_path_buf()));
+    }
+    if path.is_dir() {
+        return Err(DbError::NotADatabase(path.to_path_buf()));
+    }
+    Ok(options
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal))
+}

@@ -1,0 +1,116 @@
+//! `GET /health`: is the database answering, and is the schema complete.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde::Serialize;
+
+use super::AppState;
+use crate::config::Backend;
+use crate::db::PoolStatus;
+use crate::models::schema;
+
+/// A health check answers within this time even when the pool waits longer.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/health", get(health))
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Health {
+    /// `ok` when the database answers and the schema is complete, else `unavailable`.
+    pub status: &'static str,
+    pub database: DatabaseHealth,
+    pub schema: SchemaHealth,
+    pub pool: PoolStatus,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DatabaseHealth {
+    pub reachable: bool,
+    pub backend: Backend,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub server_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub round_trip_ms: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SchemaHealth {
+    /// `ready`, `incomplete` or `unknown` (the database did not answer).
+    pub state: &'static str,
+    pub missing_tables: Vec<&'static str>,
+}
+
+async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
+    let db = &state.db;
+    let checked = tokio::time::timeout(HEALTH_TIMEOUT, async {
+        let ping = db.ping().await?;
+        let missing = schema::missing_tables(db.conn())
+            .await
+            .map_err(|err| db.explain(err))?;
+        Ok::<_, crate::db::DbError>((ping, missing))
+    })
+    .await;
+    let (database, schema) = match checked {
+        Ok(Ok((ping, missing))) => (
+            DatabaseHealth {
+                reachable: true,
+                backend: db.backend(),
+                server_version: Some(ping.server_version),
+                round_trip_ms: Some(ping.round_trip.as_secs_f64() * 1000.0),
+                error: None,
+            },
+            SchemaHealth {
+                state: if missing.is_empty() {
+                    "ready"
+                } else {
+                    "incomplete"
+                },
+                missing_tables: missing,
+            },
+        ),
+        failed => {
+            let error = match failed {
+                Ok(Err(err)) => err.to_string(),
+                _ => format!("no answer within {}s", HEALTH_TIMEOUT.as_secs()),
+            };
+            tracing::warn!(%error, "health check failed");
+            (
+                DatabaseHealth {
+                    reachable: false,
+                    backend: db.backend(),
+                    server_version: None,
+                    round_trip_ms: None,
+                    error: Some(error),
+                },
+                SchemaHealth {
+                    state: "unknown",
+                    missing_tables: Vec::new(),
+                },
+            )
+        }
+    };
+    let healthy = database.reachable && schema.state == "ready";
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    let body = Health {
+        status: if healthy { "ok" } else { "unavailable" },
+        database,
+        schema,
+        pool: db.pool_status(),
+    };
+    (status, Json(body))
+}

@@ -1,0 +1,14 @@
+//! `app`: a Todo service with a database toolkit for PostgreSQL and SQLite.
+//!
+//! Data flows one way: CLI or HTTP -> domain -> SeaORM -> sqlx pool -> database. Settings are
+//! read once by [`config`] and passed down; errors are typed per layer and turned into HTTP
+//! problem JSON or a one-line CLI message at the edge.
+
+pub mod cli;
+pub mod config;
+pub mod db;
+pub mod fixtures;
+pub mod http;
+pub mod models;
+pub mod startup;
+pub mod telemetry;

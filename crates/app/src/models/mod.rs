@@ -1,0 +1,22 @@
+//! SeaORM entities of the six tables, and the schema they make.
+//!
+//! Table and column names are those of the reference system, so its databases fit.
+
+mod audit;
+pub mod role;
+pub mod schema;
+pub mod tag;
+pub mod todo;
+pub mod user_account;
+pub mod user_account_role;
+pub mod user_account_todo_tag;
+
+/// Every table, parents before the tables whose keys point at them.
+pub const TABLES: [&str; 6] = [
+    "user_account",
+    "role",
+    "user_account_role",
+    "tag",
+    "todo",
+    "user_account_todo_tag",
+];
