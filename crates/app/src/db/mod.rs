@@ -8,7 +8,7 @@ mod error;
 pub mod pool;
 
 use std::path::Path;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use sea_orm::{
@@ -20,16 +20,16 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSy
 
 use crate::config::{Backend, DatabaseSettings, DatabaseUrl};
 pub use error::DbError;
-use pool::PoolShape;
+use pool::{OwnedPool, PoolShape};
 
 /// How long a SQLite connection waits for a lock held by another before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// The sqlx pool under the SeaORM connection.
+/// The sqlx pool under the SeaORM connection; closed when the last `Database` clone drops.
 #[derive(Debug, Clone)]
 enum Pool {
-    Postgres(PgPool),
-    Sqlite(SqlitePool),
+    Postgres(Arc<OwnedPool<sqlx::Postgres>>),
+    Sqlite(Arc<OwnedPool<sqlx::Sqlite>>),
 }
 
 /// A connected database: the SeaORM connection for queries and the pool for its figures.
@@ -74,26 +74,26 @@ impl Database {
         let (conn, pool, shape) = match &settings.url {
             DatabaseUrl::Postgres { options, display } => {
                 let shape = PoolShape::from_settings(settings, false);
-                let handle = Arc::new(OnceLock::new());
-                let pool = pool::options(settings, shape, handle.clone())
+                let pool: PgPool = pool::options(settings, shape)
                     .connect_with((**options).clone())
                     .await
                     .map_err(|err| DbError::connect(display, err))?;
-                let _ = handle.set(pool.clone());
                 let conn = SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone());
-                (conn, Pool::Postgres(pool), shape)
+                let owned = Arc::new(OwnedPool(pool));
+                pool::spawn_overflow_trimmer(&owned, shape, settings.echo_pool);
+                (conn, Pool::Postgres(owned), shape)
             }
             DatabaseUrl::Sqlite { path } => {
                 let options = sqlite_options(path.as_deref())?;
                 let shape = PoolShape::from_settings(settings, path.is_none());
-                let handle = Arc::new(OnceLock::new());
-                let pool = pool::options(settings, shape, handle.clone())
+                let pool: SqlitePool = pool::options(settings, shape)
                     .connect_with(options)
                     .await
                     .map_err(|err| DbError::sqlite_open(path.as_deref(), err))?;
-                let _ = handle.set(pool.clone());
                 let conn = SqlxSqliteConnector::from_sqlx_sqlite_pool(pool.clone());
-                (conn, Pool::Sqlite(pool), shape)
+                let owned = Arc::new(OwnedPool(pool));
+                pool::spawn_overflow_trimmer(&owned, shape, settings.echo_pool);
+                (conn, Pool::Sqlite(owned), shape)
             }
         };
         let mut conn = conn;
@@ -110,10 +110,7 @@ impl Database {
             pool_timeout: settings.pool_timeout,
         };
         // A file that is not a database opens fine; the first query tells.
-        db.conn
-            .execute_unprepared("SELECT 1")
-            .await
-            .map_err(|err| db.explain(err))?;
+        db.select_one().await?;
         tracing::debug!(pool = ?db.pool_status(), "database connected");
         Ok(db)
     }
@@ -130,8 +127,8 @@ impl Database {
     /// Open, idle and in-use connections now.
     pub fn pool_status(&self) -> PoolStatus {
         let (open, idle) = match &self.pool {
-            Pool::Postgres(pool) => (pool.size(), pool.num_idle()),
-            Pool::Sqlite(pool) => (pool.size(), pool.num_idle()),
+            Pool::Postgres(pool) => (pool.0.size(), pool.0.num_idle()),
+            Pool::Sqlite(pool) => (pool.0.size(), pool.0.num_idle()),
         };
         let idle = u32::try_from(idle).unwrap_or(u32::MAX);
         PoolStatus {
@@ -177,10 +174,7 @@ impl Database {
             .ok_or_else(|| DbError::Unexpected("the server returned no version".into()))?;
         let server_version: String = row.try_get_by_index(0).map_err(|err| self.explain(err))?;
         let started = Instant::now();
-        self.conn
-            .execute_unprepared("SELECT 1")
-            .await
-            .map_err(|err| self.explain(err))?;
+        self.select_one().await?;
         Ok(PingReport {
             backend: self.backend,
             server_version,
@@ -188,11 +182,24 @@ impl Database {
         })
     }
 
+    /// A plain statement without parameters for this backend.
+    pub fn statement(&self, sql: &str) -> Statement {
+        Statement::from_string(self.conn.get_database_backend(), sql)
+    }
+
+    async fn select_one(&self) -> Result<(), DbError> {
+        self.conn
+            .execute_raw(self.statement("SELECT 1"))
+            .await
+            .map_err(|err| self.explain(err))?;
+        Ok(())
+    }
+
     /// Closes every connection; later queries fail.
     pub async fn close(&self) {
         match &self.pool {
-            Pool::Postgres(pool) => pool.close().await,
-            Pool::Sqlite(pool) => pool.close().await,
+            Pool::Postgres(pool) => pool.0.close().await,
+            Pool::Sqlite(pool) => pool.0.close().await,
         }
     }
 }

@@ -3,9 +3,12 @@
 //!
 //! What the settings do here:
 //! - `POOL_SIZE` connections are opened at start and kept (sqlx `min_connections`).
-//! - Up to `POOL_SIZE + MAX_POOL_OVERFLOW` are open under load (`max_connections`); a connection
-//!   given back while `POOL_SIZE` others already sit idle is closed at once, so overflow
-//!   connections live only as long as the load that needed them.
+//! - Up to `POOL_SIZE + MAX_POOL_OVERFLOW` are open under load (`max_connections`). When more
+//!   than `POOL_SIZE` connections have sat idle for [`OVERFLOW_IDLE`], a small task closes the
+//!   extra ones, so overflow connections live only as long as the load that needed them and the
+//!   kept ones are never churned. (sqlx checks a connection back in asynchronously, after a
+//!   ping, so back-to-back queries can briefly open an overflow connection; the grace period
+//!   keeps such a connection for reuse instead of reopening one per burst.)
 //! - `POOL_TIMEOUT` bounds a checkout (`acquire_timeout`).
 //! - `POOL_RECYCLE` bounds a connection's life (`max_lifetime`, checked at checkout and checkin).
 //! - `PRE_POOL_PING` pings an idle connection before handing it out (`test_before_acquire`);
@@ -16,7 +19,7 @@
 //! recently returned connection is *not* preferred. Under light load this spreads work over all
 //! kept connections instead of one.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use sqlx::pool::{PoolConnectionMetadata, PoolOptions};
@@ -25,6 +28,12 @@ use crate::config::DatabaseSettings;
 
 /// The tracing target of pool events, so `RUST_LOG=app::db::pool=info` selects them.
 pub const POOL_TARGET: &str = "app::db::pool";
+
+/// How often idle overflow connections are looked for.
+const TRIM_INTERVAL: Duration = Duration::from_millis(250);
+
+/// How long more than `POOL_SIZE` connections must sit idle before the extra ones are closed.
+pub const OVERFLOW_IDLE: Duration = Duration::from_secs(1);
 
 /// Checkouts slower than this are logged as a `wait` when pool events are logged.
 const SLOW_CHECKOUT: Duration = Duration::from_millis(50);
@@ -72,12 +81,11 @@ impl PoolShape {
     }
 }
 
-/// Pool options for any sqlx driver. `handle` is filled with the pool once it exists, so the
-/// checkin hook can see how many connections sit idle.
+/// Pool options for any sqlx driver, with hooks that log events and apply recycling and
+/// `POOL_DISABLED`.
 pub fn options<DB: sqlx::Database>(
     settings: &DatabaseSettings,
     shape: PoolShape,
-    handle: Arc<OnceLock<sqlx::Pool<DB>>>,
 ) -> PoolOptions<DB> {
     let echo = settings.echo_pool;
     let mut options = PoolOptions::<DB>::new()
@@ -112,9 +120,8 @@ pub fn options<DB: sqlx::Database>(
             })
         })
         .after_release(move |_conn, meta| {
-            let handle = handle.clone();
             Box::pin(async move {
-                let keep = checkin_decision(&meta, shape, handle.get());
+                let keep = checkin_decision(&meta, shape);
                 log_event(echo, keep.event(), &meta);
                 Ok(matches!(keep, Checkin::Keep))
             })
@@ -125,7 +132,7 @@ pub fn options<DB: sqlx::Database>(
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Checkin {
     Keep,
-    /// The pool is disabled, or enough connections already sit idle.
+    /// The pool is disabled.
     Close,
     Recycle,
 }
@@ -140,20 +147,13 @@ impl Checkin {
     }
 }
 
-fn checkin_decision<DB: sqlx::Database>(
-    meta: &PoolConnectionMetadata,
-    shape: PoolShape,
-    pool: Option<&sqlx::Pool<DB>>,
-) -> Checkin {
+fn checkin_decision(meta: &PoolConnectionMetadata, shape: PoolShape) -> Checkin {
     if shape.disabled {
-        return Checkin::Close;
-    }
-    if is_expired(meta, shape.recycle) {
-        return Checkin::Recycle;
-    }
-    match pool {
-        Some(pool) if pool.num_idle() >= shape.kept as usize => Checkin::Close,
-        _ => Checkin::Keep,
+        Checkin::Close
+    } else if is_expired(meta, shape.recycle) {
+        Checkin::Recycle
+    } else {
+        Checkin::Keep
     }
 }
 
@@ -171,4 +171,64 @@ fn log_event(enabled: bool, event: &'static str, meta: &PoolConnectionMetadata) 
             "pool {event}"
         );
     }
+}
+
+/// A pool that is closed when its last owner goes, so dropped `Database` handles do not leave
+/// connections open (tests make many).
+#[derive(Debug)]
+pub struct OwnedPool<DB: sqlx::Database>(pub sqlx::Pool<DB>);
+
+impl<DB: sqlx::Database> Drop for OwnedPool<DB> {
+    fn drop(&mut self) {
+        // Marks the pool closed at once; idle connections close as the last handle drops.
+        drop(self.0.close());
+    }
+}
+
+/// Closes idle connections beyond the kept `POOL_SIZE` once there have been too many idle for
+/// [`OVERFLOW_IDLE`], until the pool is closed or dropped. Does nothing for pools that have no
+/// overflow.
+pub fn spawn_overflow_trimmer<DB: sqlx::Database>(
+    pool: &Arc<OwnedPool<DB>>,
+    shape: PoolShape,
+    echo: bool,
+) {
+    if shape.disabled || shape.max <= shape.kept {
+        return;
+    }
+    let weak: Weak<OwnedPool<DB>> = Arc::downgrade(pool);
+    let kept = shape.kept as usize;
+    let ticks_needed = OVERFLOW_IDLE.as_millis() / TRIM_INTERVAL.as_millis();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(TRIM_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut excess_ticks = 0;
+        loop {
+            tick.tick().await;
+            let Some(owned) = weak.upgrade() else { return };
+            let pool = owned.0.clone();
+            drop(owned);
+            if pool.is_closed() {
+                return;
+            }
+            if pool.num_idle() <= kept {
+                excess_ticks = 0;
+                continue;
+            }
+            excess_ticks += 1;
+            if excess_ticks < ticks_needed {
+                continue;
+            }
+            excess_ticks = 0;
+            while pool.num_idle() > kept {
+                let Some(conn) = pool.try_acquire() else {
+                    break;
+                };
+                if echo {
+                    tracing::info!(target: POOL_TARGET, event = "close", reason = "overflow", "pool close");
+                }
+                let _ = conn.close().await;
+            }
+        }
+    });
 }

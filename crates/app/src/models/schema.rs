@@ -141,10 +141,12 @@ fn table_with_indexes<E: EntityTrait>(
 /// Creates every table, index and constraint in one transaction.
 #[tracing::instrument(skip(db))]
 pub async fn create_all(db: &DatabaseConnection, existing: Existing) -> Result<(), DbErr> {
-    let statements = create_statements(db.get_database_backend(), existing);
+    let backend = db.get_database_backend();
+    let statements = create_statements(backend, existing);
     let txn = db.begin().await?;
-    for sql in &statements {
-        txn.execute_unprepared(sql).await?;
+    for sql in statements {
+        txn.execute_raw(sea_orm::Statement::from_string(backend, sql))
+            .await?;
     }
     txn.commit().await?;
     tracing::info!(tables = super::TABLES.len(), "schema created");
