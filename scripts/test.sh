@@ -122,11 +122,12 @@ fi
 
 if cargo nextest --version >/dev/null 2>&1; then
     status=0
-    cargo nextest run --workspace --no-fail-fast "$@" || status=$?
-    # nextest does not run doctests; run them too unless a selection was passed.
+    # nextest does not run doctests; run them first (unless a selection was passed) so the
+    # nextest summary is the last line.
     if [[ $# -eq 0 ]]; then
         cargo test --workspace --doc --no-fail-fast || status=$?
     fi
+    cargo nextest run --workspace --no-fail-fast "$@" || status=$?
     exit "$status"
 else
     say "cargo-nextest not installed (cargo install cargo-nextest --locked); using cargo test"

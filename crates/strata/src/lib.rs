@@ -1,1 +1,40 @@
+//! Strata: a schema migration engine for PostgreSQL and SQLite.
+//!
+//! Data flows like this: migrations are lists of declarative [`Operation`]s; replaying them
+//! gives the [`Schema`] at any revision without a database ([`state`]); the autodetector diffs
+//! two schemas into new operations ([`autodetect`]) and the writer turns those into a migration
+//! file ([`writer`]); the renderer turns operations into each dialect's SQL ([`render`]), and
+//! the runner applies them with a version table, checksums and a lock ([`runner`]).
+//! Introspection reads a live database back into a [`Schema`] ([`introspect`]) so `check` can
+//! compare it with what the migrations expect.
+//!
+//! The engine knows nothing of any application: the application hands it a list of
+//! migrations and a target schema.
 
+pub mod ops;
+pub mod render;
+pub mod runner;
+pub mod schema;
+
+pub use ops::{DataStep, DialectSql, Irreversible, Operation, StateError};
+pub use schema::{
+    Check, Column, ColumnType, DefaultValue, ForeignKey, ForeignKeyAction, Index, Schema, Table,
+    Unique,
+};
+
+/// The SQL dialects the engine speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+impl std::fmt::Display for Dialect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Dialect::Postgres => "postgresql",
+            Dialect::Sqlite => "sqlite",
+        })
+    }
+}

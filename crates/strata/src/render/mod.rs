@@ -1,0 +1,1 @@
+//! SQL for each dialect, rendered from operations read against the schema before them.
