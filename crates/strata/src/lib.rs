@@ -11,11 +11,13 @@
 //! The engine knows nothing of any application: the application hands it a list of
 //! migrations and a target schema.
 
+pub mod migration;
 pub mod ops;
 pub mod render;
 pub mod runner;
 pub mod schema;
 
+pub use migration::Migration;
 pub use ops::{DataStep, DialectSql, Irreversible, Operation, StateError};
 pub use schema::{
     Check, Column, ColumnType, DefaultValue, ForeignKey, ForeignKeyAction, Index, Schema, Table,
