@@ -9,6 +9,8 @@ pub mod config;
 pub mod db;
 pub mod fixtures;
 pub mod http;
+pub mod migrate;
+pub mod migrations;
 pub mod models;
 pub mod startup;
 pub mod telemetry;

@@ -2,19 +2,22 @@
 
 use tokio::net::TcpListener;
 
-use crate::config::Settings;
+use strata::runner::Event;
+use strata::state::Direction;
+
+use crate::config::{Environment, Settings};
 use crate::db::{Database, DbError};
 use crate::fixtures::{self, FixtureError};
 use crate::http::{self, AppState};
-use crate::models::schema::{self, Existing};
+use crate::migrate::{self, MigrateError};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error(transparent)]
     Db(#[from] DbError),
-    #[error("cannot prepare the schema: {0}")]
-    Schema(#[source] sea_orm::DbErr),
+    #[error(transparent)]
+    Migrate(#[from] MigrateError),
     #[error(transparent)]
     Fixtures(#[from] FixtureError),
     #[error("cannot listen on {addr}: {source}")]
@@ -36,7 +39,7 @@ impl Application {
     /// Connects to the database, prepares an empty one, and binds the listener.
     pub async fn build(settings: Settings) -> Result<Self, StartupError> {
         let db = Database::connect(&settings.database).await?;
-        prepare_empty_database(&db, &settings).await?;
+        prepare_database(&db, &settings).await?;
         let addr = settings.http.addr();
         let listener = TcpListener::bind(&addr)
             .await
@@ -71,20 +74,39 @@ impl Application {
     }
 }
 
-/// On a database with none of the tables, creates the schema from the entities and loads the
-/// fixtures; a database with some tables is left alone (`/health` names what is missing).
-async fn prepare_empty_database(db: &Database, settings: &Settings) -> Result<(), StartupError> {
-    let missing = schema::missing_tables(db.conn())
-        .await
-        .map_err(|err| StartupError::Db(db.explain(err)))?;
-    if missing.len() == crate::models::TABLES.len() {
-        tracing::info!("empty database: creating the schema and loading fixtures");
-        schema::create_all(db.conn(), Existing::Fail)
-            .await
-            .map_err(StartupError::Schema)?;
+/// In development, upgrades the database to head (logging each migration) and loads the
+/// fixtures into a database that had no migration applied. Elsewhere changes nothing: an
+/// operator upgrades deliberately, and `/health` answers 503 until the schema is at head.
+async fn prepare_database(db: &Database, settings: &Settings) -> Result<(), StartupError> {
+    if settings.environment != Environment::Development {
+        let status = migrate::status(db, &settings.database).await?;
+        if !status.at_head() {
+            tracing::warn!(
+                pending = status.pending.len(),
+                "the schema is behind head; run `app database upgrade` (/health answers 503 until then)"
+            );
+        }
+        return Ok(());
+    }
+    let was_empty = migrate::applied(db, &settings.database).await?.is_empty();
+    let done = migrate::run(
+        db,
+        &settings.database,
+        Direction::Up,
+        "head",
+        &mut |event| {
+            if let Event::Finished { migration, elapsed } = event {
+                tracing::info!(
+                    revision = %migration.revision,
+                    elapsed_ms = elapsed.as_millis() as u64,
+                    "applied migration {}: {}", migration.revision, migration.message
+                );
+            }
+        },
+    )
+    .await?;
+    if was_empty && !done.is_empty() {
         fixtures::load_all(db.conn(), &settings.database.fixture_path).await?;
-    } else if !missing.is_empty() {
-        tracing::warn!(?missing, "the schema is incomplete; /health answers 503");
     }
     Ok(())
 }

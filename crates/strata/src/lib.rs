@@ -11,11 +11,18 @@
 //! The engine knows nothing of any application: the application hands it a list of
 //! migrations and a target schema.
 
+pub mod autodetect;
+mod builders;
+pub mod introspect;
+pub mod lint;
 pub mod migration;
 pub mod ops;
+pub mod prelude;
 pub mod render;
 pub mod runner;
 pub mod schema;
+pub mod state;
+pub mod writer;
 
 pub use migration::Migration;
 pub use ops::{DataStep, DialectSql, Irreversible, Operation, StateError};

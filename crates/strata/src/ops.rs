@@ -80,7 +80,11 @@ impl Serialize for DataStep {
         serializer.serialize_str(&format!(
             "{}{}",
             self.name,
-            if self.down.is_some() { " (reversible)" } else { "" }
+            if self.down.is_some() {
+                " (reversible)"
+            } else {
+                ""
+            }
         ))
     }
 }
@@ -367,7 +371,13 @@ impl Operation {
             }
             Operation::AddUnique { table, unique } => {
                 let t = table_mut(schema, table)?;
-                insert_new(&mut t.uniques, "unique constraint", table, &unique.name, unique.clone())?;
+                insert_new(
+                    &mut t.uniques,
+                    "unique constraint",
+                    table,
+                    &unique.name,
+                    unique.clone(),
+                )?;
             }
             Operation::DropUnique { table, name } => {
                 let t = table_mut(schema, table)?;
@@ -375,7 +385,13 @@ impl Operation {
             }
             Operation::AddCheck { table, check } => {
                 let t = table_mut(schema, table)?;
-                insert_new(&mut t.checks, "check constraint", table, &check.name, check.clone())?;
+                insert_new(
+                    &mut t.checks,
+                    "check constraint",
+                    table,
+                    &check.name,
+                    check.clone(),
+                )?;
             }
             Operation::DropCheck { table, name } => {
                 let t = table_mut(schema, table)?;
@@ -555,7 +571,10 @@ impl Operation {
                 format!("- drop unique constraint {name} on {table}")
             }
             Operation::AddCheck { table, check } => {
-                format!("+ add check constraint {} on {table} ({})", check.name, check.expr)
+                format!(
+                    "+ add check constraint {} on {table} ({})",
+                    check.name, check.expr
+                )
             }
             Operation::DropCheck { table, name } => {
                 format!("- drop check constraint {name} on {table}")

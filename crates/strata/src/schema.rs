@@ -224,7 +224,10 @@ impl Table {
         self
     }
 
-    pub fn with_primary_key<S: Into<String>>(mut self, columns: impl IntoIterator<Item = S>) -> Self {
+    pub fn with_primary_key<S: Into<String>>(
+        mut self,
+        columns: impl IntoIterator<Item = S>,
+    ) -> Self {
         self.primary_key = columns.into_iter().map(Into::into).collect();
         self
     }
@@ -283,6 +286,18 @@ impl Schema {
     pub fn with_table(mut self, table: Table) -> Self {
         self.tables.insert(table.name.clone(), table);
         self
+    }
+
+    /// The same schema with every table and column comment removed (SQLite keeps none).
+    pub fn without_comments(&self) -> Schema {
+        let mut schema = self.clone();
+        for table in schema.tables.values_mut() {
+            table.comment = None;
+            for column in &mut table.columns {
+                column.comment = None;
+            }
+        }
+        schema
     }
 
     /// Table names with every table after the tables its foreign keys point at; ties and

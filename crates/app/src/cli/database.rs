@@ -1,12 +1,18 @@
-//! `app database ...`: connection checks and fixtures.
+//! `app database ...`: connection checks, fixtures and migrations.
+
+use std::io::IsTerminal;
 
 use clap::Subcommand;
+use strata::autodetect::{NoRenames, RenameCandidate, RenamePolicy};
+use strata::runner::{Event, Plan};
+use strata::state::Direction;
 
 use super::CliError;
 use super::output::{Format, print_json, print_pairs, print_table};
 use crate::config::Settings;
 use crate::db::Database;
 use crate::fixtures;
+use crate::migrate::{self, MakeKind};
 
 #[derive(Debug, Subcommand)]
 pub enum DatabaseCommand {
@@ -22,12 +28,142 @@ pub enum DatabaseCommand {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Write the next migration: the difference between the models and the head of the
+    /// migrations. Needs no database. Rebuild afterwards so the binary contains it.
+    #[command(visible_alias = "makemigrations")]
+    MakeMigrations(MakeArgs),
+    /// Alembic's spelling of make-migrations: `revision --autogenerate -m MSG`, or an empty
+    /// migration without --autogenerate.
+    Revision {
+        /// Diff the models against head (otherwise the migration is empty).
+        #[arg(long)]
+        autogenerate: bool,
+        /// What the migration does, in a few words.
+        #[arg(short, long)]
+        message: String,
+    },
+    /// Apply migrations up to TARGET: head (default), heads, a revision (or unique prefix), or +N.
+    Upgrade {
+        /// head, heads, REV or +N; with --sql also FROM:TARGET.
+        #[arg(default_value = "head")]
+        target: String,
+        /// Print the SQL instead of running it, without connecting (for the dialect of DATABASE_URL).
+        #[arg(long)]
+        sql: bool,
+    },
+    /// Undo migrations down to TARGET: -N (default -1), a revision (kept), or base (undo all).
+    #[command(allow_hyphen_values = true)]
+    Downgrade {
+        /// -N, REV or base; with --sql also FROM:TARGET (FROM defaults to head).
+        #[arg(default_value = "-1", allow_hyphen_values = true)]
+        target: String,
+        /// Print the SQL instead of running it, without connecting.
+        #[arg(long)]
+        sql: bool,
+    },
+    /// Show the revision(s) the database is at.
+    Current {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// List the migrations, oldest first, with what is applied.
+    History {
+        /// Also list each migration's operations.
+        #[arg(long)]
+        verbose: bool,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// List the head revisions (more than one means branches to merge).
+    Heads {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Show one migration: parents, message, operations and the SQL of its upgrade.
+    Show {
+        /// A revision or unique prefix, or head.
+        revision: String,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Set the version table to REV (head, base or a revision) without running migrations.
+    Stamp {
+        /// head, heads, base or a revision.
+        revision: String,
+    },
+    /// Compare the live database with the schema its revision should have, and the models with
+    /// head; list every difference and exit 1 on any.
+    Check {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+}
+
+#[derive(Debug, clap::Args)]
+pub struct MakeArgs {
+    /// What the migration does, in a few words (it names the file).
+    #[arg(short, long)]
+    pub message: String,
+    /// Write a migration with no operations, to fill in by hand.
+    #[arg(long, conflicts_with = "merge")]
+    pub empty: bool,
+    /// Write a merge migration joining all heads.
+    #[arg(long)]
+    pub merge: bool,
 }
 
 pub async fn run(command: DatabaseCommand, settings: &Settings) -> Result<(), CliError> {
+    let db_settings = &settings.database;
     match command {
         DatabaseCommand::Ping { format } => ping(settings, format).await,
         DatabaseCommand::LoadFixtures { format } => load_fixtures(settings, format).await,
+        DatabaseCommand::MakeMigrations(args) => {
+            let kind = if args.merge {
+                MakeKind::Merge
+            } else if args.empty {
+                MakeKind::Empty
+            } else {
+                MakeKind::Autogenerate
+            };
+            make(settings, &args.message, kind)
+        }
+        DatabaseCommand::Revision {
+            autogenerate,
+            message,
+        } => {
+            let kind = if autogenerate {
+                MakeKind::Autogenerate
+            } else {
+                MakeKind::Empty
+            };
+            make(settings, &message, kind)
+        }
+        DatabaseCommand::Upgrade { target, sql: true } => {
+            print!(
+                "{}",
+                migrate::offline_sql(db_settings, Direction::Up, &target)?
+            );
+            Ok(())
+        }
+        DatabaseCommand::Downgrade { target, sql: true } => {
+            print!(
+                "{}",
+                migrate::offline_sql(db_settings, Direction::Down, &target)?
+            );
+            Ok(())
+        }
+        DatabaseCommand::Upgrade { target, sql: false } => {
+            migrate_online(settings, Direction::Up, &target).await
+        }
+        DatabaseCommand::Downgrade { target, sql: false } => {
+            migrate_online(settings, Direction::Down, &target).await
+        }
+        DatabaseCommand::Current { format } => current(settings, format).await,
+        DatabaseCommand::History { verbose, format } => history(settings, verbose, format).await,
+        DatabaseCommand::Heads { format } => heads(format),
+        DatabaseCommand::Show { revision, format } => show(settings, &revision, format),
+        DatabaseCommand::Stamp { revision } => stamp(settings, &revision).await,
+        DatabaseCommand::Check { format } => check(settings, format).await,
     }
 }
 
@@ -79,4 +215,464 @@ async fn load_fixtures(settings: &Settings, format: Format) -> Result<(), CliErr
         ),
     }
     Ok(())
+}
+
+/// Asks at the terminal whether a disappeared-and-appeared pair is a rename.
+struct AskAtTerminal;
+
+impl RenamePolicy for AskAtTerminal {
+    fn confirm(&mut self, candidate: &RenameCandidate) -> Option<bool> {
+        let question = match candidate {
+            RenameCandidate::Table { from, to } => format!("Was table {from} renamed to {to}?"),
+            RenameCandidate::Column { table, from, to } => {
+                format!("Was column {table}.{from} renamed to {table}.{to}?")
+            }
+        };
+        eprint!("{question} [y/N] ");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).ok()?;
+        Some(matches!(answer.trim(), "y" | "Y" | "yes" | "Yes"))
+    }
+}
+
+fn make(settings: &Settings, message: &str, kind: MakeKind) -> Result<(), CliError> {
+    let message = message.trim();
+    if message.is_empty() {
+        return Err(CliError::Usage("the message (-m) must not be empty".into()));
+    }
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal();
+    let mut ask = AskAtTerminal;
+    let mut no = NoRenames;
+    let policy: &mut dyn RenamePolicy = if interactive { &mut ask } else { &mut no };
+    let written = migrate::make_migration(
+        &settings.database,
+        message,
+        kind,
+        policy,
+        chrono::Utc::now(),
+    )?;
+    let Some(written) = written else {
+        println!("No changes in the models; no migration written.");
+        return Ok(());
+    };
+    for warning in &written.warnings {
+        eprintln!("warning: {warning}");
+    }
+    println!(
+        "Wrote {} (revision {})",
+        written.path.display(),
+        written.revision
+    );
+    for op in &written.operations {
+        println!("  {op}");
+    }
+    print_lint(&written.lint);
+    println!("Rebuild (cargo build) so the binary contains it, then run `app database upgrade`.");
+    Ok(())
+}
+
+fn print_lint(warnings: &[strata::lint::Warning]) {
+    for w in warnings {
+        eprintln!("lint: {:?}: {}: {}", w.risk, w.operation, w.message);
+    }
+}
+
+async fn migrate_online(
+    settings: &Settings,
+    direction: Direction,
+    target: &str,
+) -> Result<(), CliError> {
+    let db_settings = &settings.database;
+    let db = Database::connect(db_settings).await?;
+    let history = migrate::history()?;
+    // Lint what is about to run, before it runs.
+    let applied = migrate::applied(&db, db_settings).await?;
+    let applied_set = applied.iter().map(|a| a.revision.clone()).collect();
+    let dialect = migrate::dialect(db_settings.url.backend());
+    let plan = match direction {
+        Direction::Up => Plan::upgrade(
+            &history,
+            &applied_set,
+            target,
+            dialect,
+            &db_settings.version_table,
+        ),
+        Direction::Down => Plan::downgrade(
+            &history,
+            &applied_set,
+            target,
+            dialect,
+            &db_settings.version_table,
+        ),
+    }
+    .map_err(migrate::MigrateError::from)?;
+    print_lint(&migrate::lint_plan(&history, &plan)?);
+    let progress = Progress::new();
+    let result = migrate::run(&db, db_settings, direction, target, &mut |event| {
+        progress.on(&event)
+    })
+    .await;
+    progress.finish();
+    db.close().await;
+    let done = result?;
+    let verb = match direction {
+        Direction::Up => "upgraded",
+        Direction::Down => "downgraded",
+    };
+    if done.is_empty() {
+        println!("Nothing to do: the database is already at {target}.");
+    } else {
+        println!("{verb} {} migration(s): {}", done.len(), done.join(", "));
+    }
+    Ok(())
+}
+
+/// A progress bar on a terminal; log lines otherwise.
+struct Progress {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Progress {
+    fn new() -> Self {
+        let bar = std::io::stderr().is_terminal().then(|| {
+            let bar = indicatif::ProgressBar::new(0);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
+                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+            );
+            bar
+        });
+        Progress { bar }
+    }
+
+    fn on(&self, event: &Event<'_>) {
+        match event {
+            Event::Planned { count } => {
+                if let Some(bar) = &self.bar {
+                    bar.set_length(*count as u64);
+                }
+            }
+            Event::Started { migration } => {
+                if let Some(bar) = &self.bar {
+                    bar.set_message(format!("{} {}", migration.revision, migration.message));
+                }
+            }
+            Event::Finished { migration, elapsed } => {
+                tracing::info!(
+                    revision = %migration.revision,
+                    direction = ?migration.direction,
+                    elapsed_ms = elapsed.as_millis() as u64,
+                    "migration {}: {}", migration.revision, migration.message
+                );
+                if let Some(bar) = &self.bar {
+                    bar.inc(1);
+                }
+            }
+            Event::Skipped { migration } => {
+                tracing::info!(revision = %migration.revision, "already done by another process");
+                if let Some(bar) = &self.bar {
+                    bar.inc(1);
+                }
+            }
+            Event::Statement { sql } => tracing::debug!(target: "app::migrate", "{sql}"),
+        }
+    }
+
+    fn finish(&self) {
+        if let Some(bar) = &self.bar {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+async fn current(settings: &Settings, format: Format) -> Result<(), CliError> {
+    let db = Database::connect(&settings.database).await?;
+    let status = migrate::status(&db, &settings.database).await;
+    db.close().await;
+    let status = status?;
+    match format {
+        Format::Json => print_json(&serde_json::json!({
+            "current": status.current,
+            "heads": status.heads,
+            "pending": status.pending,
+            "unknown": status.unknown,
+            "atHead": status.at_head(),
+        })),
+        Format::Text => {
+            if status.current.is_empty() && status.unknown.is_empty() {
+                println!("base (no migration applied)");
+            }
+            let history = migrate::history()?;
+            for rev in &status.current {
+                let message = history
+                    .get(rev)
+                    .map(|m| m.message.clone())
+                    .unwrap_or_default();
+                let head = if status.heads.contains(rev) {
+                    " (head)"
+                } else {
+                    ""
+                };
+                println!("{rev}{head} {message}");
+            }
+            for rev in &status.unknown {
+                println!("{rev} (unknown to this binary)");
+            }
+            if !status.pending.is_empty() {
+                println!(
+                    "{} migration(s) pending: {}",
+                    status.pending.len(),
+                    status.pending.join(", ")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn history(settings: &Settings, verbose: bool, format: Format) -> Result<(), CliError> {
+    let history = migrate::history()?;
+    // History needs no database; show what is applied when one answers.
+    let applied: Vec<String> = match Database::connect(&settings.database).await {
+        Ok(db) => {
+            let rows = migrate::applied(&db, &settings.database)
+                .await
+                .unwrap_or_default();
+            db.close().await;
+            rows.into_iter().map(|r| r.revision).collect()
+        }
+        Err(_) => Vec::new(),
+    };
+    let heads = history.heads();
+    match format {
+        Format::Json => {
+            let items: Vec<serde_json::Value> = history
+                .migrations()
+                .iter()
+                .map(|m| {
+                    serde_json::json!({
+                        "revision": m.revision,
+                        "parents": m.parents,
+                        "message": m.message,
+                        "created": m.created,
+                        "head": heads.contains(&m.revision.as_str()),
+                        "applied": applied.contains(&m.revision),
+                        "operations": m.operations.iter().map(|op| op.describe()).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            print_json(&items);
+        }
+        Format::Text => {
+            let rows: Vec<Vec<String>> = history
+                .migrations()
+                .iter()
+                .map(|m| {
+                    let mut flags = Vec::new();
+                    if heads.contains(&m.revision.as_str()) {
+                        flags.push("head");
+                    }
+                    if applied.contains(&m.revision) {
+                        flags.push("applied");
+                    }
+                    vec![
+                        m.revision.clone(),
+                        if m.parents.is_empty() {
+                            "<base>".into()
+                        } else {
+                            m.parents.join(",")
+                        },
+                        m.created.clone(),
+                        flags.join(","),
+                        m.message.clone(),
+                    ]
+                })
+                .collect();
+            print_table(
+                &["revision", "parents", "created", "state", "message"],
+                &rows,
+            );
+            if verbose {
+                for m in history.migrations() {
+                    println!("\n{} {}", m.revision, m.message);
+                    for op in &m.operations {
+                        println!("  {}", op.describe());
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+fn heads(format: Format) -> Result<(), CliError> {
+    let history = migrate::history()?;
+    let heads: Vec<(String, String)> = history
+        .heads()
+        .iter()
+        .map(|h| {
+            let m = history.get(h).expect("a head is a known revision");
+            (m.revision.clone(), m.message.clone())
+        })
+        .collect();
+    match format {
+        Format::Json => print_json(
+            &heads
+                .iter()
+                .map(|(r, m)| serde_json::json!({"revision": r, "message": m}))
+                .collect::<Vec<_>>(),
+        ),
+        Format::Text => print_table(
+            &["revision", "message"],
+            &heads
+                .iter()
+                .map(|(r, m)| vec![r.clone(), m.clone()])
+                .collect::<Vec<_>>(),
+        ),
+    }
+    Ok(())
+}
+
+fn show(settings: &Settings, revision: &str, format: Format) -> Result<(), CliError> {
+    let history = migrate::history()?;
+    let revision = match revision {
+        "head" => history
+            .head()
+            .map_err(migrate::MigrateError::from)?
+            .ok_or_else(|| CliError::Usage("there are no migrations".into()))?
+            .to_string(),
+        other => other.to_string(),
+    };
+    let m = history
+        .get(&revision)
+        .map_err(migrate::MigrateError::from)?;
+    let dialect = migrate::dialect(settings.database.url.backend());
+    let planned = strata::runner::plan_migration(
+        &history,
+        m,
+        Direction::Up,
+        dialect,
+        &settings.database.version_table,
+    )
+    .map_err(migrate::MigrateError::from)?;
+    let sql: Vec<String> = planned
+        .steps
+        .iter()
+        .map(|s| match s {
+            strata::runner::Step::Sql(sql) => sql.clone(),
+            strata::runner::Step::Data { name, .. } => format!("-- Rust data step: {name}"),
+        })
+        .collect();
+    match format {
+        Format::Json => print_json(&serde_json::json!({
+            "revision": m.revision,
+            "parents": m.parents,
+            "message": m.message,
+            "created": m.created,
+            "checksum": m.checksum(),
+            "operations": m.operations.iter().map(|op| op.describe()).collect::<Vec<_>>(),
+            "sql": sql,
+        })),
+        Format::Text => {
+            print_pairs(&[
+                ("revision", m.revision.clone()),
+                (
+                    "parents",
+                    if m.parents.is_empty() {
+                        "<base>".into()
+                    } else {
+                        m.parents.join(", ")
+                    },
+                ),
+                ("message", m.message.clone()),
+                ("created", m.created.clone()),
+                ("checksum", m.checksum()),
+            ]);
+            println!("\noperations:");
+            for op in &m.operations {
+                println!("  {}", op.describe());
+            }
+            println!("\nupgrade SQL ({dialect}):");
+            for statement in sql {
+                println!("{statement};");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn stamp(settings: &Settings, revision: &str) -> Result<(), CliError> {
+    let db = Database::connect(&settings.database).await?;
+    let history = migrate::history()?;
+    let result = async {
+        let mut conn = migrate::connection(&db).await?;
+        Ok::<_, migrate::MigrateError>(
+            strata::runner::stamp(
+                &mut conn,
+                &history,
+                &settings.database.version_table,
+                revision,
+            )
+            .await?,
+        )
+    }
+    .await;
+    db.close().await;
+    let stamped = result?;
+    match stamped.last() {
+        Some(last) => println!(
+            "Stamped {last} ({} revision(s) recorded as applied).",
+            stamped.len()
+        ),
+        None => println!("Stamped base (no revision recorded)."),
+    }
+    Ok(())
+}
+
+async fn check(settings: &Settings, format: Format) -> Result<(), CliError> {
+    let db = Database::connect(&settings.database).await?;
+    let report = migrate::check(&db, &settings.database).await;
+    db.close().await;
+    let report = report?;
+    match format {
+        Format::Json => print_json(&report),
+        Format::Text => {
+            let at = if report.revision.is_empty() {
+                "base".to_string()
+            } else {
+                report.revision.join(", ")
+            };
+            println!("database at {at}");
+            if report.database_drift.is_empty() {
+                println!("database matches the migrations at its revision");
+            } else {
+                println!("database differs from the migrations at its revision:");
+                for line in &report.database_drift {
+                    println!("  {line}");
+                }
+            }
+            if report.model_drift.is_empty() {
+                println!("models match the head migration");
+            } else {
+                println!("models differ from the head migration (run make-migrations):");
+                for line in &report.model_drift {
+                    println!("  {line}");
+                }
+            }
+            if !report.pending.is_empty() {
+                println!(
+                    "{} migration(s) not applied yet: {}",
+                    report.pending.len(),
+                    report.pending.join(", ")
+                );
+            }
+        }
+    }
+    if report.is_clean() {
+        Ok(())
+    } else {
+        Err(CliError::Drift(
+            report.database_drift.len() + report.model_drift.len(),
+        ))
+    }
 }

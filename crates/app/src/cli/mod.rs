@@ -31,9 +31,11 @@ pub struct Cli {
 pub enum Command {
     /// Serve the HTTP API until SIGTERM or Ctrl-C.
     ///
-    /// On a database with none of the tables, creates the schema and loads the fixtures first.
+    /// In development (APP_ENV=development) it first upgrades the database to head, logging
+    /// each migration, and loads the fixtures into a new database; elsewhere it changes no
+    /// schema and /health answers 503 while the database is behind head.
     Run(RunArgs),
-    /// Inspect and prepare the database.
+    /// Inspect, migrate and prepare the database.
     #[command(subcommand)]
     Database(database::DatabaseCommand),
 }
@@ -59,6 +61,12 @@ pub enum CliError {
     Fixtures(#[from] FixtureError),
     #[error(transparent)]
     Startup(#[from] StartupError),
+    #[error(transparent)]
+    Migrate(#[from] crate::migrate::MigrateError),
+    #[error("{0}")]
+    Usage(String),
+    #[error("check found {0} difference(s)")]
+    Drift(usize),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -67,7 +75,7 @@ impl CliError {
     /// 2 for a bad setting or usage, 1 for anything else that failed.
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            CliError::Config(_) => ExitCode::from(2),
+            CliError::Config(_) | CliError::Usage(_) => ExitCode::from(2),
             _ => ExitCode::from(1),
         }
     }

@@ -8,6 +8,7 @@ mod error;
 pub mod pool;
 
 use std::path::Path;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -195,6 +196,28 @@ impl Database {
         Ok(())
     }
 
+    /// A connection outside the pool, made with the pool's options (for the migration
+    /// runner, which holds locks and transactions of its own).
+    pub async fn dedicated_connection(&self) -> Result<strata::runner::Conn, DbError> {
+        use sqlx::ConnectOptions;
+        match &self.pool {
+            Pool::Postgres(pool) => pool
+                .0
+                .connect_options()
+                .connect()
+                .await
+                .map(strata::runner::Conn::Postgres)
+                .map_err(|err| DbError::connect("the migration connection", err)),
+            Pool::Sqlite(pool) => pool
+                .0
+                .connect_options()
+                .connect()
+                .await
+                .map(strata::runner::Conn::Sqlite)
+                .map_err(|err| DbError::connect("the migration connection", err)),
+        }
+    }
+
     /// Closes every connection; later queries fail.
     pub async fn close(&self) {
         match &self.pool {
@@ -207,13 +230,20 @@ impl Database {
 /// WAL, foreign keys, a busy timeout and synchronous=NORMAL: the settings a service wants,
 /// where sqlx would default to a rollback journal and synchronous=FULL.
 fn sqlite_options(path: Option<&Path>) -> Result<SqliteConnectOptions, DbError> {
+    let Some(path) = path else {
+        // A named shared-cache database: every connection made from these options (the
+        // pool's and the migration runner's) sees the same data.
+        let options = SqliteConnectOptions::from_str("sqlite::memory:")
+            .map_err(|err| DbError::sqlite_open(None, err))?;
+        return Ok(options
+            .foreign_keys(true)
+            .busy_timeout(SQLITE_BUSY_TIMEOUT)
+            .synchronous(SqliteSynchronous::Normal));
+    };
     let options = SqliteConnectOptions::new()
         .foreign_keys(true)
         .busy_timeout(SQLITE_BUSY_TIMEOUT)
         .synchronous(SqliteSynchronous::Normal);
-    let Some(path) = path else {
-        return Ok(options.in_memory(true));
-    };
     if let Some(dir) = path.parent().filter(|dir| !dir.as_os_str().is_empty())
         && !dir.is_dir()
     {

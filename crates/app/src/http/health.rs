@@ -1,4 +1,4 @@
-//! `GET /health`: is the database answering, and is the schema complete.
+//! `GET /health`: is the database answering, and is its schema at the head migration.
 
 use std::time::Duration;
 
@@ -11,7 +11,7 @@ use serde::Serialize;
 use super::AppState;
 use crate::config::Backend;
 use crate::db::PoolStatus;
-use crate::models::schema;
+use crate::migrate;
 
 /// A health check answers within this time even when the pool waits longer.
 const HEALTH_TIMEOUT: Duration = Duration::from_secs(5);
@@ -46,23 +46,24 @@ pub struct DatabaseHealth {
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SchemaHealth {
-    /// `ready`, `incomplete` or `unknown` (the database did not answer).
+    /// `ready` (at head), `behind` (migrations pending), `unknown-revision` (the database has
+    /// a revision this binary does not know) or `unknown` (the database did not answer).
     pub state: &'static str,
-    pub missing_tables: Vec<&'static str>,
+    pub current: Vec<String>,
+    pub heads: Vec<String>,
+    pub pending: usize,
 }
 
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let db = &state.db;
     let checked = tokio::time::timeout(HEALTH_TIMEOUT, async {
         let ping = db.ping().await?;
-        let missing = schema::missing_tables(db.conn())
-            .await
-            .map_err(|err| db.explain(err))?;
-        Ok::<_, crate::db::DbError>((ping, missing))
+        let status = migrate::pooled_status(db, &state.settings.database).await?;
+        Ok::<_, crate::db::DbError>((ping, status))
     })
     .await;
     let (database, schema) = match checked {
-        Ok(Ok((ping, missing))) => (
+        Ok(Ok((ping, status))) => (
             DatabaseHealth {
                 reachable: true,
                 backend: db.backend(),
@@ -71,12 +72,16 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
                 error: None,
             },
             SchemaHealth {
-                state: if missing.is_empty() {
-                    "ready"
+                state: if !status.unknown.is_empty() {
+                    "unknown-revision"
+                } else if !status.pending.is_empty() {
+                    "behind"
                 } else {
-                    "incomplete"
+                    "ready"
                 },
-                missing_tables: missing,
+                pending: status.pending.len(),
+                current: status.current,
+                heads: status.heads,
             },
         ),
         failed => {
@@ -95,7 +100,9 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
                 },
                 SchemaHealth {
                     state: "unknown",
-                    missing_tables: Vec::new(),
+                    current: Vec::new(),
+                    heads: Vec::new(),
+                    pending: 0,
                 },
             )
         }

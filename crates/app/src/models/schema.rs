@@ -1,13 +1,20 @@
-//! Creating and dropping the whole schema from the entities (the reference's
-//! `create_all` / `drop_all`), for tests and for an empty development database.
+//! The schema the entities describe, as the migration engine's model, and the reference's
+//! `create_all` / `drop_all` built on it.
 //!
-//! SeaORM's entities cannot express CHECK constraints or composite non-unique indexes, so
-//! [`extras`] declares them beside the entities and both are applied together.
+//! SeaORM's entities give columns, types, nullability, defaults, primary and foreign keys,
+//! unique keys and single-column indexes. They cannot express CHECK constraints, composite
+//! non-unique indexes or names of our choosing, so [`extras`] declares those beside the
+//! entities and [`target`] merges both. Names follow the reference's convention: `ix_`, `uq_`,
+//! `ck_`, `fk_<table>_<column>_<referred table>`.
 
-use sea_orm::sea_query::{Check, Expr, Index, IndexCreateStatement, Table, TableCreateStatement};
+use sea_orm::sea_query::{self, ForeignKeyAction as SqFkAction, StringLen};
 use sea_orm::{
-    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, ExprTrait, Schema,
-    TransactionTrait,
+    ConnectionTrait, DatabaseConnection, DbBackend, DbErr, EntityTrait, Schema as OrmSchema,
+    Statement, TransactionTrait,
+};
+use strata::{
+    Check, Column, ColumnType, DefaultValue, Dialect, ForeignKey, ForeignKeyAction, Index, Schema,
+    Table, Unique,
 };
 
 use super::{role, tag, todo, user_account, user_account_role, user_account_todo_tag};
@@ -17,13 +24,14 @@ use super::{role, tag, todo, user_account, user_account_role, user_account_todo_
 pub enum Existing {
     /// Fail if a table exists.
     Fail,
-    /// Create only what is missing (`IF NOT EXISTS`).
+    /// Create only the tables that are missing.
     Skip,
 }
 
 /// A CHECK constraint or index the entities cannot declare.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Extra {
+    /// `column IN (allowed...)`.
     Check {
         table: &'static str,
         name: &'static str,
@@ -65,102 +73,241 @@ pub fn extras() -> Vec<Extra> {
     ]
 }
 
-/// The DDL of the whole schema for one backend, parents first.
-pub fn create_statements(backend: DbBackend, existing: Existing) -> Vec<String> {
-    let schema = Schema::new(backend);
-    let mut tables = vec![
-        table_with_indexes(&schema, user_account::Entity),
-        table_with_indexes(&schema, role::Entity),
-        table_with_indexes(&schema, user_account_role::Entity),
-        table_with_indexes(&schema, tag::Entity),
-        table_with_indexes(&schema, todo::Entity),
-        table_with_indexes(&schema, user_account_todo_tag::Entity),
-    ];
-    let extras = extras();
-    let mut statements = Vec::new();
-    for (name, table, indexes) in &mut tables {
-        let name = *name;
-        for extra in &extras {
-            if let Extra::Check {
-                table: t,
-                name: check,
+/// The schema of the entities plus [`extras`]: what the migrations must produce at head.
+pub fn target() -> Schema {
+    let mut schema = Schema::new()
+        .with_table(table_of(user_account::Entity))
+        .with_table(table_of(role::Entity))
+        .with_table(table_of(user_account_role::Entity))
+        .with_table(table_of(tag::Entity))
+        .with_table(table_of(todo::Entity))
+        .with_table(table_of(user_account_todo_tag::Entity));
+    for extra in extras() {
+        match extra {
+            Extra::Check {
+                table,
+                name,
                 column,
                 allowed,
-            } = extra
-                && *t == name
-            {
-                table.check(Check::named(
-                    *check,
-                    Expr::col(*column).is_in(allowed.iter().copied()),
-                ));
-            }
-        }
-        for extra in &extras {
-            if let Extra::Index {
-                table: t,
-                name: index,
-                columns,
-            } = extra
-                && *t == name
-            {
-                let mut stmt = Index::create();
-                stmt.name(*index).table(*t);
-                for column in *columns {
-                    stmt.col(*column);
+            } => {
+                let values: Vec<String> = allowed.iter().map(|v| format!("'{v}'")).collect();
+                let check = Check {
+                    name: name.to_string(),
+                    expr: format!("{column} IN ({})", values.join(", ")),
+                };
+                if let Some(t) = schema.tables.get_mut(table) {
+                    t.checks.insert(check.name.clone(), check);
                 }
-                indexes.push(stmt);
+            }
+            Extra::Index {
+                table,
+                name,
+                columns,
+            } => {
+                let index = Index {
+                    name: name.to_string(),
+                    columns: columns.iter().map(|c| (*c).to_string()).collect(),
+                    unique: false,
+                };
+                if let Some(t) = schema.tables.get_mut(table) {
+                    t.indexes.insert(index.name.clone(), index);
+                }
             }
         }
-        if existing == Existing::Skip {
-            table.if_not_exists();
-            for index in indexes.iter_mut() {
-                index.if_not_exists();
-            }
-        }
-        statements.push(backend.build(&*table).to_string());
-        statements.extend(indexes.iter().map(|index| backend.build(index).to_string()));
     }
-    statements
+    schema
 }
 
-fn table_with_indexes<E: EntityTrait>(
-    schema: &Schema,
-    entity: E,
-) -> (
-    &'static str,
-    TableCreateStatement,
-    Vec<IndexCreateStatement>,
-) {
-    (
-        entity.table_name(),
-        schema.create_table_from_entity(entity),
-        schema.create_index_from_entity(entity),
-    )
+/// One entity's table, read from SeaORM's own CREATE TABLE statement for it.
+fn table_of<E: EntityTrait>(entity: E) -> Table {
+    let name = entity.table_name().to_string();
+    // The statement is backend-neutral data until built; PostgreSQL is as good as any.
+    let orm = OrmSchema::new(DbBackend::Postgres);
+    let create = orm.create_table_from_entity(entity);
+    let mut table = Table::new(&name);
+    for def in create.get_columns() {
+        let column_name = def.get_column_name();
+        let spec = def.get_column_spec();
+        let ty = def
+            .get_column_type()
+            .map(column_type)
+            .unwrap_or(ColumnType::Text);
+        let mut column = Column::new(&column_name, ty);
+        column.nullable = spec.nullable.unwrap_or(true) && !spec.primary_key;
+        column.default = spec.default.as_ref().and_then(default_value);
+        column.comment = spec.comment.clone();
+        if spec.primary_key {
+            table.primary_key.push(column_name.clone());
+        }
+        if spec.unique {
+            let unique = Unique {
+                name: format!("uq_{name}_{column_name}"),
+                columns: vec![column_name.clone()],
+            };
+            table.uniques.insert(unique.name.clone(), unique);
+        }
+        table.columns.push(column);
+    }
+    // Composite unique keys arrive as unique indexes of the table statement.
+    for index in create.get_indexes() {
+        let columns = index.get_index_spec().get_column_names();
+        if index.is_unique_key() {
+            let unique = Unique {
+                name: format!("uq_{name}_{}", columns.join("_")),
+                columns,
+            };
+            table.uniques.insert(unique.name.clone(), unique);
+        }
+    }
+    // `indexed` columns, and `unique_key` groups (which SeaORM makes unique indexes; they are
+    // unique constraints here, as in the reference).
+    for index in orm.create_index_from_entity(entity) {
+        let columns = index.get_index_spec().get_column_names();
+        if index.is_unique_key() {
+            let unique = Unique {
+                name: format!("uq_{name}_{}", columns.join("_")),
+                columns,
+            };
+            table.uniques.insert(unique.name.clone(), unique);
+        } else {
+            let index = Index {
+                name: format!("ix_{name}_{}", columns.join("_")),
+                unique: false,
+                columns,
+            };
+            table.indexes.insert(index.name.clone(), index);
+        }
+    }
+    for fk in create.get_foreign_key_create_stmts() {
+        let fk = fk.get_foreign_key();
+        let columns = fk.get_columns();
+        let ref_table = fk
+            .get_ref_table()
+            .map(|t| table_ref_name(t))
+            .unwrap_or_default();
+        let foreign_key = ForeignKey {
+            name: format!("fk_{name}_{}_{ref_table}", columns.join("_")),
+            columns,
+            ref_table,
+            ref_columns: fk.get_ref_columns(),
+            on_delete: fk.get_on_delete().map(fk_action).unwrap_or_default(),
+            on_update: fk.get_on_update().map(fk_action).unwrap_or_default(),
+        };
+        table
+            .foreign_keys
+            .insert(foreign_key.name.clone(), foreign_key);
+    }
+    table
 }
 
-/// Creates every table, index and constraint in one transaction.
+fn table_ref_name(table: &sea_query::TableRef) -> String {
+    use sea_query::TableRef;
+    match table {
+        TableRef::Table(name, _) => name.1.to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+fn column_type(ty: &sea_query::ColumnType) -> ColumnType {
+    use sea_query::ColumnType as Sq;
+    match ty {
+        Sq::Char(n) => ColumnType::String(*n),
+        Sq::String(StringLen::N(n)) => ColumnType::String(Some(*n)),
+        Sq::String(_) => ColumnType::String(None),
+        Sq::Text => ColumnType::Text,
+        Sq::TinyInteger | Sq::SmallInteger | Sq::TinyUnsigned => ColumnType::SmallInteger,
+        Sq::Integer | Sq::SmallUnsigned => ColumnType::Integer,
+        Sq::BigInteger | Sq::Unsigned | Sq::BigUnsigned => ColumnType::BigInteger,
+        Sq::Float => ColumnType::Real,
+        Sq::Double => ColumnType::Double,
+        Sq::Decimal(Some((p, s))) | Sq::Money(Some((p, s))) => ColumnType::Decimal(*p, *s),
+        Sq::Decimal(None) | Sq::Money(None) => ColumnType::Decimal(38, 10),
+        Sq::DateTime | Sq::Timestamp => ColumnType::Timestamp,
+        Sq::TimestampWithTimeZone => ColumnType::TimestampTz,
+        Sq::Time => ColumnType::Time,
+        Sq::Date => ColumnType::Date,
+        Sq::Boolean => ColumnType::Boolean,
+        Sq::Json => ColumnType::Json,
+        Sq::JsonBinary => ColumnType::JsonBinary,
+        Sq::Uuid => ColumnType::Uuid,
+        Sq::Binary(_) | Sq::VarBinary(_) | Sq::Blob => ColumnType::Binary,
+        _ => ColumnType::Text,
+    }
+}
+
+fn default_value(expr: &sea_query::Expr) -> Option<DefaultValue> {
+    use sea_query::{Expr, Keyword, Value};
+    match expr {
+        Expr::Value(value) | Expr::Constant(value) => match value {
+            Value::Bool(Some(b)) => Some(DefaultValue::Bool(*b)),
+            Value::TinyInt(Some(i)) => Some(DefaultValue::Int(i64::from(*i))),
+            Value::SmallInt(Some(i)) => Some(DefaultValue::Int(i64::from(*i))),
+            Value::Int(Some(i)) => Some(DefaultValue::Int(i64::from(*i))),
+            Value::BigInt(Some(i)) => Some(DefaultValue::Int(*i)),
+            Value::String(Some(s)) => Some(DefaultValue::Str(s.clone())),
+            _ => None,
+        },
+        Expr::Keyword(Keyword::CurrentTimestamp) => {
+            Some(DefaultValue::Expr("CURRENT_TIMESTAMP".into()))
+        }
+        Expr::Keyword(Keyword::CurrentDate) => Some(DefaultValue::Expr("CURRENT_DATE".into())),
+        Expr::Custom(sql) => Some(DefaultValue::Expr(sql.to_string())),
+        _ => None,
+    }
+}
+
+fn fk_action(action: SqFkAction) -> ForeignKeyAction {
+    match action {
+        SqFkAction::Cascade => ForeignKeyAction::Cascade,
+        SqFkAction::Restrict => ForeignKeyAction::Restrict,
+        SqFkAction::SetNull => ForeignKeyAction::SetNull,
+        SqFkAction::SetDefault => ForeignKeyAction::SetDefault,
+        _ => ForeignKeyAction::NoAction,
+    }
+}
+
+/// The engine's dialect for a SeaORM backend.
+pub fn dialect(backend: DbBackend) -> Dialect {
+    match backend {
+        DbBackend::Postgres => Dialect::Postgres,
+        _ => Dialect::Sqlite,
+    }
+}
+
+/// The DDL of the whole target schema for one dialect, parents first.
+pub fn create_statements(dialect: Dialect) -> Vec<String> {
+    strata::render::render_schema(&target(), dialect)
+}
+
+/// Creates every table, index and constraint of [`target`] in one transaction.
 #[tracing::instrument(skip(db))]
 pub async fn create_all(db: &DatabaseConnection, existing: Existing) -> Result<(), DbErr> {
     let backend = db.get_database_backend();
-    let statements = create_statements(backend, existing);
+    let mut schema = target();
+    if existing == Existing::Skip {
+        let present = existing_tables(db).await?;
+        schema.tables.retain(|name, _| !present.contains(name));
+    }
+    let statements = strata::render::render_schema(&schema, dialect(backend));
     let txn = db.begin().await?;
     for sql in statements {
-        txn.execute_raw(sea_orm::Statement::from_string(backend, sql))
+        txn.execute_raw(Statement::from_string(backend, sql))
             .await?;
     }
     txn.commit().await?;
-    tracing::info!(tables = super::TABLES.len(), "schema created");
+    tracing::info!(tables = schema.tables.len(), "schema created");
     Ok(())
 }
 
-/// Drops every table, children first, in one transaction.
+/// Drops every table of [`target`], children first, in one transaction.
 #[tracing::instrument(skip(db))]
 pub async fn drop_all(db: &DatabaseConnection) -> Result<(), DbErr> {
     let backend = db.get_database_backend();
+    let schema = target();
     let txn = db.begin().await?;
-    for name in super::TABLES.iter().rev() {
-        let stmt = Table::drop().table(*name).if_exists().to_owned();
-        txn.execute_unprepared(&backend.build(&stmt).to_string())
+    for name in schema.tables_in_dependency_order().iter().rev() {
+        let sql = format!("DROP TABLE IF EXISTS {}", strata::render::quote_ident(name));
+        txn.execute_raw(Statement::from_string(backend, sql))
             .await?;
     }
     txn.commit().await?;
@@ -168,7 +315,7 @@ pub async fn drop_all(db: &DatabaseConnection) -> Result<(), DbErr> {
     Ok(())
 }
 
-/// The tables of the schema that the database lacks.
+/// The tables of the target schema that the database lacks.
 pub async fn missing_tables(db: &DatabaseConnection) -> Result<Vec<&'static str>, DbErr> {
     let present = existing_tables(db).await?;
     Ok(super::TABLES
@@ -188,10 +335,7 @@ pub async fn existing_tables(db: &DatabaseConnection) -> Result<Vec<String>, DbE
         _ => "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'",
     };
     let rows = db
-        .query_all_raw(sea_orm::Statement::from_string(
-            db.get_database_backend(),
-            sql,
-        ))
+        .query_all_raw(Statement::from_string(db.get_database_backend(), sql))
         .await?;
     rows.iter()
         .map(|row| row.try_get_by_index::<String>(0))

@@ -9,9 +9,9 @@ use std::str::FromStr;
 use app::config::Settings;
 use app::db::Database;
 use app::fixtures;
-use app::models::schema::{self, Existing};
-use sea_orm::DbBackend;
+use app::migrate;
 use sqlx::{Connection, Executor, PgConnection};
+use strata::state::Direction;
 use tokio::sync::OnceCell;
 
 pub const DEFAULT_TEST_DATABASE_URL: &str = "postgres://postgres@127.0.0.1:5432/postgres";
@@ -67,11 +67,13 @@ async fn admin_connection() -> PgConnection {
     }
 }
 
-/// A name for the template that changes whenever the schema or the fixtures change, so a run
-/// reuses a template made by an earlier test process of the same build.
+/// A name for the template that changes whenever the migrations or the fixtures change, so a
+/// run reuses a template made by an earlier test process of the same build.
 fn template_name() -> String {
     let mut hasher = std::collections::hash_map::DefaultHasher::new();
-    schema::create_statements(DbBackend::Postgres, Existing::Fail).hash(&mut hasher);
+    for migration in app::migrations::all() {
+        migration.checksum().hash(&mut hasher);
+    }
     std::fs::read_to_string(fixture_dir().join("role.json"))
         .expect("role.json is readable")
         .hash(&mut hasher);
@@ -128,15 +130,15 @@ async fn template() -> &'static str {
         .await
 }
 
-/// Creates the schema and loads the fixtures into the database at `url`.
+/// Upgrades the database at `url` to head and loads the fixtures.
 async fn seed(url: &str) {
     let settings = settings_with(&[("DATABASE_URL", url), ("DATABASE_POOL_SIZE", "1")]);
     let db = Database::connect(&settings.database)
         .await
         .expect("connect to seed");
-    schema::create_all(db.conn(), Existing::Fail)
+    migrate::run(&db, &settings.database, Direction::Up, "head", &mut |_| {})
         .await
-        .expect("create schema");
+        .expect("upgrade to head");
     fixtures::load_all(db.conn(), &settings.database.fixture_path)
         .await
         .expect("load fixtures");

@@ -6,4 +6,5 @@ mod entities;
 mod fixtures;
 mod health;
 mod helpers;
+mod migrations;
 mod pool;

@@ -1,0 +1,24 @@
+//! The migrations of this application, oldest first.
+//!
+//! Maintained by `app database make-migrations`: each migration file is listed twice below,
+//! as a module and in `all()`. Keep the marker comments.
+
+#[path = "2026-11-27_users_and_roles_08e16bd91110.rs"]
+mod m_08e16bd91110;
+
+#[path = "2026-11-27_todos_and_tags_363878e3d4c3.rs"]
+mod m_363878e3d4c3;
+
+#[path = "2026-11-27_check_todo_importance_0228a2248923.rs"]
+mod m_0228a2248923;
+// strata:modules
+
+/// Every migration, oldest first.
+pub fn all() -> Vec<strata::Migration> {
+    vec![
+        m_08e16bd91110::migration(),
+        m_363878e3d4c3::migration(),
+        m_0228a2248923::migration(),
+        // strata:list
+    ]
+}

@@ -1,0 +1,5 @@
+use strata::prelude::*;
+
+pub fn migration() -> Migration {
+    Migration::new("x", &[], "x", "x")
+}
