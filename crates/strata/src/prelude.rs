@@ -7,16 +7,19 @@
 //!
 //! pub fn migration() -> Migration {
 //!     Migration::new("1a2b3c4d5e6f", &[], "todo alarms", "2026-11-27T21:00:00Z").operations(vec![
-//!         add_column("todo", Column::new("alarm_time", ColumnType::TimestampTz).nullable()),
+//!         add_column(
+//!             "todo",
+//!             Column::new("alarm_time", ColumnType::TimestampTz).nullable(),
+//!         ),
 //!         create_index("todo", "ix_todo_alarm_time", &["alarm_time"]),
 //!     ])
 //! }
 //! # assert_eq!(migration().operations.len(), 2);
 //! ```
 //!
-//! The builders for foreign keys, indexes, uniques, checks and per-dialect SQL
-//! ([`ForeignKey::new`], [`Index::new`], [`Unique::new`], [`Check::new`], [`DialectSql::new`])
-//! live next to the model they build.
+//! Foreign keys, indexes, uniques, checks and per-dialect SQL are built with the inherent
+//! methods [`ForeignKey::new`] (with `.on_delete(..)` / `.on_update(..)`), [`Index::new`]
+//! (with `.unique()`), [`Unique::new`], [`Check::new`] and [`DialectSql::new`].
 
 pub use crate::Dialect;
 pub use crate::migration::Migration;

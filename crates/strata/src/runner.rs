@@ -108,7 +108,7 @@ pub enum RunError {
     Render {
         revision: String,
         message: String,
-        error: RenderError,
+        error: Box<RenderError>,
     },
     #[error(
         "migration {revision} ({message}) changed after it was applied; restore the file or make a new migration"
@@ -257,7 +257,7 @@ pub fn plan_migration(
     let render_error = |error: RenderError| RunError::Render {
         revision: migration.revision.clone(),
         message: migration.message.clone(),
-        error,
+        error: Box::new(error),
     };
     let mut steps = Vec::new();
     let mut rebuilds_tables = false;
@@ -564,7 +564,6 @@ async fn run_one(
                 else {
                     continue;
                 };
-                on_event(Event::Statement { sql: name });
                 let mut cx = DataContext { conn };
                 if let Err(error) = run(&mut cx).await {
                     let _ = conn.execute("ROLLBACK").await;

@@ -27,7 +27,7 @@ pub enum HistoryError {
         prefix: String,
         matches: Vec<String>,
     },
-    #[error("there are {} heads ({}); merge them with `app database make-migrations --merge -m MSG` or name one", .0.len(), .0.join(", "))]
+    #[error("there are {} heads ({}); merge them with a merge migration (`make-migrations --merge`) or name one", .0.len(), .0.join(", "))]
     MultipleHeads(Vec<String>),
     #[error("migration {revision} ({message}): {error}")]
     State {

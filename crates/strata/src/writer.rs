@@ -144,75 +144,85 @@ pub fn render_migration(
     )
     .method("operations", vec![Expr::VecMacro(ops)]);
 
+    let (body, consts) = lay_out(&migration)?;
     let mut out = String::new();
     write_header(&mut out, revision, parents, message, created, operations);
     out.push_str("use strata::prelude::*;\n\npub fn migration() -> Migration {\n");
-    // String literals that keep a line from fitting move into consts until every line fits.
-    // A literal wider than 91 columns fits nowhere (operations start at column 8 and are
-    // followed by at least a comma); the others move when a line they are on is too long.
-    let mut hoisted: Vec<String> = Vec::new();
-    let mut left = Vec::new();
-    literals(&migration, &hoisted, &mut left);
-    for (value, literal) in left {
-        if literal.len() > layout::MAX_WIDTH - 9 && !hoisted.contains(&value) {
-            hoisted.push(value);
+    out.push_str(&body);
+    out.push_str("\n}\n");
+    if !consts.items.is_empty() {
+        out.push('\n');
+        for (name, literal) in &consts.items {
+            out.push_str(&const_item(name, literal));
         }
     }
+    Ok(out)
+}
+
+/// The body of `migration()` as rustfmt lays it out, indented, with the consts its long
+/// string literals moved into.
+///
+/// Literals move into consts until every line fits the maximum width. A literal wider than
+/// 91 columns fits nowhere (operations start at column 8 and are followed by at least a
+/// comma); the others move when a line they are on is too long, the longest on each line.
+fn lay_out(migration: &Expr) -> Result<(String, Consts), WriteError> {
+    let mut hoisted: Vec<String> = literals(migration, &[])
+        .into_iter()
+        .filter(|(_, literal)| literal.len() > layout::MAX_WIDTH - 9)
+        .map(|(value, _)| value)
+        .collect();
     loop {
         let mut consts = Consts::default();
-        let body = hoist(&migration, &hoisted, &mut consts);
-        let fitting = layout::rewrite(&body, layout::Shape::indented(4), false)
+        let body = hoist(migration, &hoisted, &mut consts);
+        let text = layout::rewrite(&body, layout::Shape::indented(4), false)
             .map(|t| format!("    {t}"))
             .filter(|t| t.lines().all(|l| l.len() <= layout::MAX_WIDTH));
-        if let Some(text) = fitting {
-            out.push_str(&text);
-            out.push_str("\n}\n");
-            if !consts.items.is_empty() {
-                out.push('\n');
-                for (name, value) in &consts.items {
-                    out.push_str(&const_item(name, value));
-                }
-            }
-            return Ok(out);
+        if let Some(text) = text {
+            return Ok((text, consts));
         }
-        // Which lines are too long, in layouts that let chains run over: the whole body, and
-        // each operation at the deepest indentation rustfmt tries for the elements of
-        // `vec![...]`.
-        let mut lenient = layout::rewrite(&body, layout::Shape::indented(4), true)
-            .map(|t| format!("    {t}"))
-            .unwrap_or_default();
-        if let Expr::Method(_, _, args) = &body {
-            if let [Expr::VecMacro(ops)] = args.as_slice() {
-                let shape = layout::Shape::element(layout::DEEPEST_VEC_ELEMENT);
-                for op in ops {
-                    let text = layout::rewrite(op, shape, true).unwrap_or_default();
-                    lenient.push('\n');
-                    lenient.push_str(&" ".repeat(layout::DEEPEST_VEC_ELEMENT));
-                    lenient.push_str(&text);
-                }
-            }
-        }
-        let mut left = Vec::new();
-        literals(&migration, &hoisted, &mut left);
+        let mut left = literals(migration, &hoisted);
         left.sort_by_key(|(_, literal)| std::cmp::Reverse(literal.len()));
         let before = hoisted.len();
-        for line in lenient.lines().filter(|l| l.len() > layout::MAX_WIDTH) {
+        for line in overlong_lines(&body) {
             let longest = left
                 .iter()
                 .find(|(_, literal)| line.contains(literal.as_str()));
-            if let Some((value, _)) = longest {
-                if !hoisted.contains(value) {
-                    hoisted.push(value.clone());
-                }
+            if let Some((value, _)) = longest
+                && !hoisted.contains(value)
+            {
+                hoisted.push(value.clone());
             }
         }
         if hoisted.len() == before {
-            match left.first() {
-                Some((value, _)) => hoisted.push(value.clone()),
-                None => return Err(WriteError::Layout),
-            }
+            let (value, _) = left.first().ok_or(WriteError::Layout)?;
+            hoisted.push(value.clone());
         }
     }
+}
+
+/// The lines too long in layouts that let chains run over: the whole body, and each
+/// operation at the deepest indentation rustfmt tries for the elements of `vec![...]`.
+fn overlong_lines(body: &Expr) -> Vec<String> {
+    let mut texts = vec![
+        layout::rewrite(body, layout::Shape::indented(4), true)
+            .map(|t| format!("    {t}"))
+            .unwrap_or_default(),
+    ];
+    if let Expr::Method(_, _, args) = body
+        && let [Expr::VecMacro(ops)] = args.as_slice()
+    {
+        let shape = layout::Shape::element(layout::DEEPEST_VEC_ELEMENT);
+        for op in ops {
+            let text = layout::rewrite(op, shape, true).unwrap_or_default();
+            texts.push(format!("{}{text}", " ".repeat(layout::DEEPEST_VEC_ELEMENT)));
+        }
+    }
+    texts
+        .iter()
+        .flat_map(|t| t.lines())
+        .filter(|l| l.len() > layout::MAX_WIDTH)
+        .map(str::to_string)
+        .collect()
 }
 
 fn write_header(
@@ -251,7 +261,7 @@ fn write_header(
     push_doc(
         out,
         &format!(
-            "Revision `{}`, {parents}. Created {} by `app database make-migrations`.",
+            "Revision `{}`, {parents}. Created {} by `make-migrations`.",
             doc_line(revision),
             doc_line(created)
         ),
@@ -407,32 +417,37 @@ fn hoist(expr: &Expr, hoisted: &[String], consts: &mut Consts) -> Expr {
 }
 
 /// The strings of `expr` not in `hoisted`, with their literals, in order.
-fn literals(expr: &Expr, hoisted: &[String], out: &mut Vec<(String, String)>) {
-    match expr {
-        Expr::Str(value, _) => {
-            if !hoisted.contains(value) {
-                out.push((value.clone(), string_literal(value)));
+fn literals(expr: &Expr, hoisted: &[String]) -> Vec<(String, String)> {
+    fn walk(expr: &Expr, hoisted: &[String], out: &mut Vec<(String, String)>) {
+        match expr {
+            Expr::Str(value, _) => {
+                if !hoisted.contains(value) {
+                    out.push((value.clone(), string_literal(value)));
+                }
             }
+            Expr::Lit(_) | Expr::Atom(_) => {}
+            Expr::Call(_, items) | Expr::Array(items) | Expr::VecMacro(items) => {
+                items.iter().for_each(|e| walk(e, hoisted, out))
+            }
+            Expr::Method(receiver, _, args) => {
+                walk(receiver, hoisted, out);
+                args.iter().for_each(|e| walk(e, hoisted, out));
+            }
+            Expr::Ref(inner) => walk(inner, hoisted, out),
         }
-        Expr::Lit(_) | Expr::Atom(_) => {}
-        Expr::Call(_, items) | Expr::Array(items) | Expr::VecMacro(items) => {
-            items.iter().for_each(|e| literals(e, hoisted, out))
-        }
-        Expr::Method(receiver, _, args) => {
-            literals(receiver, hoisted, out);
-            args.iter().for_each(|e| literals(e, hoisted, out));
-        }
-        Expr::Ref(inner) => literals(inner, hoisted, out),
     }
+    let mut out = Vec::new();
+    walk(expr, hoisted, &mut out);
+    out
 }
 
 /// `const NAME: &str = "...";` as rustfmt writes it: on one line when it fits, else the
 /// literal on the next line when it fits there, else on one line anyway.
 fn const_item(name: &str, literal: &str) -> String {
     let head = format!("const {name}: &str =");
-    if head.len() + 1 + literal.len() + 1 <= layout::MAX_WIDTH
-        || 4 + literal.len() + 1 > layout::MAX_WIDTH
-    {
+    let one_line = head.len() + 1 + literal.len() + 1;
+    let next_line = 4 + literal.len() + 1;
+    if one_line <= layout::MAX_WIDTH || next_line > layout::MAX_WIDTH {
         format!("{head} {literal};\n")
     } else {
         format!("{head}\n    {literal};\n")
@@ -684,7 +699,7 @@ const LIST_MARKER: &str = "// strata:list";
 const NEW_REGISTRY: &str = "\
 //! The migrations of this application, oldest first.
 //!
-//! Maintained by `app database make-migrations`: each migration file is listed twice below,
+//! Maintained by `make-migrations`: each migration file is listed twice below,
 //! as a module and in `all()`. Keep the marker comments.
 
 // strata:modules
@@ -1052,7 +1067,7 @@ mod layout {
     fn definitive_tactic(items: &[Option<String>], limit: usize, width: usize) -> Tactic {
         let limit = limit.min(width);
         let total: usize =
-            items.iter().map(|i| item_width(i)).sum::<usize>() + 2 * items.len().saturating_sub(1);
+            items.iter().map(item_width).sum::<usize>() + 2 * items.len().saturating_sub(1);
         let multiline = items
             .iter()
             .any(|i| i.as_deref().unwrap_or("").contains('\n'));
@@ -1298,28 +1313,27 @@ mod layout {
 
             let mut fits_single_line = false;
             let mut last_text = None;
-            if all_in_one_line || extendable {
-                if let Some(one_line_shape) = last_shape.offset_left(almost_total) {
-                    if let Some(overflowed) = call(last, one_line_shape) {
-                        let line_count = overflowed.lines().count();
-                        let could_fit = first_line_width(&overflowed) <= one_line_budget;
-                        if could_fit && line_count >= 5 {
+            if (all_in_one_line || extendable)
+                && let Some(one_line_shape) = last_shape.offset_left(almost_total)
+                && let Some(overflowed) = call(last, one_line_shape)
+            {
+                let line_count = overflowed.lines().count();
+                let could_fit = first_line_width(&overflowed) <= one_line_budget;
+                if could_fit && line_count >= 5 {
+                    last_text = Some(overflowed);
+                    fits_single_line = all_in_one_line;
+                } else {
+                    let own_line_shape = child_shape.sub_width(shape.rhs_overhead())?;
+                    match call(last, own_line_shape) {
+                        Some(own_line) if !could_fit => last_text = Some(own_line),
+                        Some(own_line) if own_line.lines().count() >= line_count => {
                             last_text = Some(overflowed);
-                            fits_single_line = all_in_one_line;
-                        } else {
-                            let own_line_shape = child_shape.sub_width(shape.rhs_overhead())?;
-                            match call(last, own_line_shape) {
-                                Some(own_line) if !could_fit => last_text = Some(own_line),
-                                Some(own_line) if own_line.lines().count() >= line_count => {
-                                    last_text = Some(overflowed);
-                                    fits_single_line = could_fit && all_in_one_line;
-                                }
-                                Some(own_line) => last_text = Some(own_line),
-                                None => {
-                                    last_text = Some(overflowed);
-                                    fits_single_line = could_fit && all_in_one_line;
-                                }
-                            }
+                            fits_single_line = could_fit && all_in_one_line;
+                        }
+                        Some(own_line) => last_text = Some(own_line),
+                        None => {
+                            last_text = Some(overflowed);
+                            fits_single_line = could_fit && all_in_one_line;
                         }
                     }
                 }
@@ -1541,7 +1555,7 @@ mod tests {
     const REGISTRY_ONE: &str = "\
 //! The migrations of this application, oldest first.
 //!
-//! Maintained by `app database make-migrations`: each migration file is listed twice below,
+//! Maintained by `make-migrations`: each migration file is listed twice below,
 //! as a module and in `all()`. Keep the marker comments.
 
 #[path = \"2026-11-27_users_and_roles_1a2b3c4d5e6f.rs\"]

@@ -473,12 +473,14 @@ impl Rng {
         items[self.below(items.len())].clone()
     }
 
-    /// A length, mostly short, sometimes around the widths rustfmt decides on, rarely long.
+    /// A length: short, around the widths rustfmt decides on (60 columns for calls), around
+    /// what a line can hold, or beyond.
     fn len(&mut self) -> usize {
         match self.below(10) {
-            0..=4 => 1 + self.below(8),
-            5..=8 => 8 + self.below(40),
-            _ => 40 + self.below(90),
+            0..=3 => 1 + self.below(8),
+            4..=6 => 8 + self.below(40),
+            7..=8 => 40 + self.below(60),
+            _ => 100 + self.below(40),
         }
     }
 
@@ -732,7 +734,12 @@ fn random_migrations_are_rustfmt_stable() {
     let dir = tempfile::tempdir().unwrap();
     let mut files = Vec::new();
     for case in 0..cases {
-        let operations: Vec<Operation> = (0..rng.below(7)).map(|_| rng.operation()).collect();
+        let count = if rng.chance(10) {
+            7 + rng.below(20)
+        } else {
+            rng.below(7)
+        };
+        let operations: Vec<Operation> = (0..count).map(|_| rng.operation()).collect();
         let parents: Vec<String> = (0..rng.below(3))
             .map(|_| format!("{:012x}", rng.next() & 0xffff_ffff_ffff))
             .collect();

@@ -60,15 +60,28 @@ pub enum CliError {
     #[error(transparent)]
     Fixtures(#[from] FixtureError),
     #[error(transparent)]
-    Startup(#[from] StartupError),
+    Startup(Box<StartupError>),
     #[error(transparent)]
-    Migrate(#[from] crate::migrate::MigrateError),
+    Migrate(Box<crate::migrate::MigrateError>),
     #[error("{0}")]
     Usage(String),
     #[error("check found {0} difference(s)")]
     Drift(usize),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+}
+
+// Boxed: these carry whole migration errors, and a `Result` should stay small.
+impl From<StartupError> for CliError {
+    fn from(err: StartupError) -> Self {
+        CliError::Startup(Box::new(err))
+    }
+}
+
+impl From<crate::migrate::MigrateError> for CliError {
+    fn from(err: crate::migrate::MigrateError) -> Self {
+        CliError::Migrate(Box::new(err))
+    }
 }
 
 impl CliError {

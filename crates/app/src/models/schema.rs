@@ -181,10 +181,7 @@ fn table_of<E: EntityTrait>(entity: E) -> Table {
     for fk in create.get_foreign_key_create_stmts() {
         let fk = fk.get_foreign_key();
         let columns = fk.get_columns();
-        let ref_table = fk
-            .get_ref_table()
-            .map(|t| table_ref_name(t))
-            .unwrap_or_default();
+        let ref_table = fk.get_ref_table().map(table_ref_name).unwrap_or_default();
         let foreign_key = ForeignKey {
             name: format!("fk_{name}_{}_{ref_table}", columns.join("_")),
             columns,

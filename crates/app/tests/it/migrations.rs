@@ -7,8 +7,9 @@ use std::process::Command;
 
 use app::db::Database;
 use app::migrate;
+use strata::ops::DataFuture;
 use strata::prelude::*;
-use strata::runner::{self, Conn, Event, Plan, RunError, Statement};
+use strata::runner::{self, Conn, DataContext, Event, Plan, RunError, Statement};
 use strata::state::{Direction, History, HistoryError};
 use strata::{Dialect, Schema};
 
@@ -193,8 +194,42 @@ fn every_operation() -> History {
             ),
             drop_table("shelf"),
         ]),
+        Migration::new("e05", &["e04"], "a Rust data step", "t").operations(vec![
+            add_column("writer", col("note", ColumnType::Text).nullable()),
+            run_data(
+                DataStep::new("add the first writer", add_first_writer)
+                    .with_down(remove_first_writer),
+            ),
+        ]),
     ])
     .unwrap()
+}
+
+fn first_writer_id(dialect: Dialect) -> &'static str {
+    match dialect {
+        Dialect::Postgres => "'00000000-0000-7000-8000-000000000001'",
+        Dialect::Sqlite => "x'00000000000070008000000000000001'",
+    }
+}
+
+fn add_first_writer<'a>(cx: &'a mut DataContext<'_>) -> DataFuture<'a> {
+    Box::pin(async move {
+        let sql = format!(
+            "INSERT INTO writer (id, name, note) VALUES ({}, 'First', 'added by a data step')",
+            first_writer_id(cx.dialect())
+        );
+        cx.execute(&sql).await.map(|_| ())
+    })
+}
+
+fn remove_first_writer<'a>(cx: &'a mut DataContext<'_>) -> DataFuture<'a> {
+    Box::pin(async move {
+        let sql = format!(
+            "DELETE FROM writer WHERE id = {}",
+            first_writer_id(cx.dialect())
+        );
+        cx.execute(&sql).await.map(|_| ())
+    })
 }
 
 async fn every_operation_up_and_down(kind: Kind) {
@@ -210,15 +245,21 @@ async fn every_operation_up_and_down(kind: Kind) {
         let done = up(&mut conn, &history, "+1")
             .await
             .unwrap_or_else(|e| panic!("up {rev}: {e}"));
-        assert_eq!(done, [rev.clone()]);
+        assert_eq!(done, std::slice::from_ref(rev));
         assert_matches_history(&mut conn, &history, &format!("after upgrade {i}")).await;
     }
+    let notes = conn.fetch_text("SELECT note FROM writer").await.unwrap();
+    assert_eq!(
+        notes,
+        vec![vec![Some("added by a data step".to_string())]],
+        "the data step ran"
+    );
     let at_head = live_schema(&mut conn).await;
     for rev in revisions.iter().rev() {
         let done = down(&mut conn, &history, "-1")
             .await
             .unwrap_or_else(|e| panic!("down {rev}: {e}"));
-        assert_eq!(done, [rev.clone()]);
+        assert_eq!(done, std::slice::from_ref(rev));
         assert_matches_history(&mut conn, &history, &format!("after downgrade {rev}")).await;
     }
     assert!(
@@ -426,6 +467,15 @@ async fn offline_sql_equals_what_runs(kind: Kind) {
             })
             .collect();
         let script = plan.to_sql();
+        let step = if direction == Direction::Up {
+            "add the first writer"
+        } else {
+            "undo add the first writer"
+        };
+        assert!(
+            script.contains(&format!("-- Rust data step: {step}")),
+            "{script}"
+        );
         for sql in &expected {
             assert!(script.contains(sql.as_str()), "--sql shows {sql}");
         }
@@ -479,7 +529,7 @@ async fn stamp_sets_the_revision_without_running(kind: Kind) {
     runner::stamp(&mut conn, &history, VERSION_TABLE, "head")
         .await
         .unwrap();
-    assert_eq!(applied_set(&mut conn).await.len(), 4);
+    assert_eq!(applied_set(&mut conn).await.len(), 5);
     runner::stamp(&mut conn, &history, VERSION_TABLE, "base")
         .await
         .unwrap();
