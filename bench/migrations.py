@@ -3,14 +3,16 @@
 
 What it measures (median of --runs runs each, wall time of the whole process):
   - `app database upgrade` of the full chain on a fresh PostgreSQL database and a fresh SQLite file,
-    against a baseline of `psql` / Python's sqlite3 running the very SQL that
-    `app database upgrade --sql` prints (so the ratio is the engine's overhead over the SQL itself);
+    against a baseline of `psql` / the `sqlite3` CLI (when installed; Python's sqlite3 module
+    in process otherwise) running the very SQL that `app database upgrade --sql` prints, so the
+    ratio is the engine's overhead over the SQL itself;
   - `app database make-migrations` with no model change (no database needed);
   - `app database check` on a database at head (introspection + two diffs);
   - `app --version`, the floor of starting the binary.
 
 Usage: bench/migrations.py [--runs 9] [--binary target/release/app] [--pg postgres://postgres@127.0.0.1:5432/postgres]
-Needs: a release build (`cargo build --release -p app`), psql, python3. Prints a Markdown table.
+Needs: a release build (`cargo build --release -p app`), psql, python3; sqlite3 optional.
+Prints a Markdown table.
 """
 
 import argparse
@@ -104,7 +106,11 @@ def main():
                 conn.close()
                 return time.perf_counter() - started
 
-            sample("baseline: Python sqlite3 runs the same SQL", sqlite_baseline)
+            sample("baseline: Python sqlite3 runs the same SQL (in process)", sqlite_baseline)
+            if shutil.which("sqlite3"):
+                cli_db = os.path.join(scratch, f"{name}-cli.sqlite3")
+                sample("baseline: sqlite3 CLI runs the same SQL", lambda: run(
+                    ["sqlite3", "-bail", cli_db], stdin="PRAGMA journal_mode=WAL;\nPRAGMA foreign_keys=ON;\n" + sqlite_sql)[0])
             sample("make-migrations, no change", lambda: run(
                 [app, "database", "make-migrations", "-m", "nothing"],
                 env=app_env("sqlite://unused.db", DATABASE_MIGRATION_PATH=migrations))[0])
@@ -113,9 +119,11 @@ def main():
         shutil.rmtree(scratch, ignore_errors=True)
 
     med = {name: median_ms(values) for name, values in results.items()}
+    sqlite_base = med.get("baseline: sqlite3 CLI runs the same SQL",
+                          med["baseline: Python sqlite3 runs the same SQL (in process)"])
     ratio = {
         "upgrade, PostgreSQL": med["upgrade, PostgreSQL"] / med["baseline: psql runs the same SQL"],
-        "upgrade, SQLite": med["upgrade, SQLite"] / med["baseline: Python sqlite3 runs the same SQL"],
+        "upgrade, SQLite": med["upgrade, SQLite"] / sqlite_base,
     }
     print(f"runs per command: {args.runs}; wall time of the whole process, median\n")
     print("| command | median ms | min ms | max ms | ratio to baseline |")

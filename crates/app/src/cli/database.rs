@@ -167,8 +167,19 @@ pub async fn run(command: DatabaseCommand, settings: &Settings) -> Result<(), Cl
     }
 }
 
+/// A one-connection pool: a command makes a few queries in a row and needs no more, and
+/// opening the five of a default pool would be most of its run time.
+async fn connect_for_tooling(
+    settings: &crate::config::DatabaseSettings,
+) -> Result<Database, crate::db::DbError> {
+    let mut settings = settings.clone();
+    settings.pool_size = 1;
+    settings.max_overflow = 0;
+    Database::connect(&settings).await
+}
+
 async fn ping(settings: &Settings, format: Format) -> Result<(), CliError> {
-    let db = Database::connect(&settings.database).await?;
+    let db = connect_for_tooling(&settings.database).await?;
     let report = db.ping().await?;
     db.close().await;
     match format {
@@ -192,7 +203,7 @@ async fn ping(settings: &Settings, format: Format) -> Result<(), CliError> {
 }
 
 async fn load_fixtures(settings: &Settings, format: Format) -> Result<(), CliError> {
-    let db = Database::connect(&settings.database).await?;
+    let db = connect_for_tooling(&settings.database).await?;
     let result = fixtures::load_all(db.conn(), &settings.database.fixture_path).await;
     db.close().await;
     let reports = result?;
@@ -283,7 +294,7 @@ async fn migrate_online(
     target: &str,
 ) -> Result<(), CliError> {
     let db_settings = &settings.database;
-    let db = Database::connect(db_settings).await?;
+    let db = connect_for_tooling(db_settings).await?;
     let history = migrate::history()?;
     // Lint what is about to run, before it runs.
     let applied = migrate::applied(&db, db_settings).await?;
@@ -386,7 +397,7 @@ impl Progress {
 }
 
 async fn current(settings: &Settings, format: Format) -> Result<(), CliError> {
-    let db = Database::connect(&settings.database).await?;
+    let db = connect_for_tooling(&settings.database).await?;
     let status = migrate::status(&db, &settings.database).await;
     db.close().await;
     let status = status?;
@@ -433,7 +444,7 @@ async fn current(settings: &Settings, format: Format) -> Result<(), CliError> {
 async fn history(settings: &Settings, verbose: bool, format: Format) -> Result<(), CliError> {
     let history = migrate::history()?;
     // History needs no database; show what is applied when one answers.
-    let applied: Vec<String> = match Database::connect(&settings.database).await {
+    let applied: Vec<String> = match connect_for_tooling(&settings.database).await {
         Ok(db) => {
             let rows = migrate::applied(&db, &settings.database)
                 .await
@@ -602,7 +613,7 @@ fn show(settings: &Settings, revision: &str, format: Format) -> Result<(), CliEr
 }
 
 async fn stamp(settings: &Settings, revision: &str) -> Result<(), CliError> {
-    let db = Database::connect(&settings.database).await?;
+    let db = connect_for_tooling(&settings.database).await?;
     let history = migrate::history()?;
     let result = async {
         let mut conn = migrate::connection(&db).await?;
@@ -630,7 +641,7 @@ async fn stamp(settings: &Settings, revision: &str) -> Result<(), CliError> {
 }
 
 async fn check(settings: &Settings, format: Format) -> Result<(), CliError> {
-    let db = Database::connect(&settings.database).await?;
+    let db = connect_for_tooling(&settings.database).await?;
     let report = migrate::check(&db, &settings.database).await;
     db.close().await;
     let report = report?;
