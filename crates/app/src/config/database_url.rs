@@ -21,7 +21,7 @@ use super::ConfigError;
 const VAR: &str = "DATABASE_URL";
 
 /// Which kind of database a URL names.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Backend {
     Postgresql,

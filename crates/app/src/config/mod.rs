@@ -120,11 +120,13 @@ impl DatabaseSettings {
     }
 }
 
-/// Where the HTTP server listens.
+/// Where the HTTP server listens, and what it accepts.
 #[derive(Debug, Clone)]
 pub struct HttpSettings {
     pub host: String,
     pub port: u16,
+    /// Request bodies larger than this answer 413.
+    pub max_body_bytes: usize,
 }
 
 impl HttpSettings {
@@ -145,6 +147,8 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub http: HttpSettings,
     pub secret_key: Redacted,
+    /// How long an access token from `/api/access/login` is valid.
+    pub token_lifetime: Duration,
     /// A tracing filter: `RUST_LOG` when set, else `LOG_LEVEL`.
     pub log_filter: String,
 }
@@ -162,6 +166,8 @@ pub mod defaults {
     pub const LOG_LEVEL: &str = "info";
     pub const HOST: &str = "127.0.0.1";
     pub const PORT: u16 = 8000;
+    pub const MAX_BODY_BYTES: u32 = 1024 * 1024;
+    pub const ACCESS_TOKEN_EXPIRE_MINUTES: u32 = 60;
     /// Used outside production when SECRET_KEY is unset; tokens signed with it are not secret.
     pub const DEVELOPMENT_SECRET_KEY: &str = "development-only-secret-key-do-not-use-in-production";
 }
@@ -220,7 +226,14 @@ impl Settings {
         let http = HttpSettings {
             host: src.text("APP_HOST", defaults::HOST)?,
             port: src.port("APP_PORT", defaults::PORT)?,
+            max_body_bytes: src.count("APP_MAX_BODY_BYTES", defaults::MAX_BODY_BYTES, 1024)?
+                as usize,
         };
+        let token_minutes = src.count(
+            "ACCESS_TOKEN_EXPIRE_MINUTES",
+            defaults::ACCESS_TOKEN_EXPIRE_MINUTES,
+            1,
+        )?;
         let secret_key = match src.get("SECRET_KEY") {
             Some(key) if key.len() >= 32 => Redacted::new(key),
             Some(key) => {
@@ -251,6 +264,7 @@ impl Settings {
             database,
             http,
             secret_key,
+            token_lifetime: Duration::from_secs(u64::from(token_minutes) * 60),
             log_filter,
         })
     }

@@ -1,15 +1,35 @@
-//! `DATABASE_ECHO`: one log line per SQL statement, with its duration.
+//! What SeaORM reports after each statement: `DATABASE_ECHO` logging and per-task counts.
+
+use std::cell::Cell;
+use std::future::Future;
 
 /// The tracing target of echoed statements, so `RUST_LOG=app::db::sql=info` selects them.
 pub const SQL_TARGET: &str = "app::db::sql";
 
-/// SeaORM's metric callback: sees each statement after it ran (not BEGIN/COMMIT).
-pub(super) fn log_statement(info: &sea_orm::metric::Info<'_>) {
-    tracing::info!(
-        target: SQL_TARGET,
-        elapsed_ms = info.elapsed.as_secs_f64() * 1000.0,
-        failed = info.failed,
-        "{}",
-        info.statement
-    );
+tokio::task_local! {
+    static STATEMENTS: Cell<usize>;
+}
+
+/// Runs `work` and returns how many SQL statements it sent (BEGIN/COMMIT not counted).
+pub async fn count_statements<F: Future>(work: F) -> (F::Output, usize) {
+    STATEMENTS
+        .scope(Cell::new(0), async {
+            let output = work.await;
+            (output, STATEMENTS.with(Cell::get))
+        })
+        .await
+}
+
+/// SeaORM's metric callback: counts the statement for the task, and logs it when `echo`.
+pub(super) fn on_statement(info: &sea_orm::metric::Info<'_>, echo: bool) {
+    let _ = STATEMENTS.try_with(|count| count.set(count.get() + 1));
+    if echo {
+        tracing::info!(
+            target: SQL_TARGET,
+            elapsed_ms = info.elapsed.as_secs_f64() * 1000.0,
+            failed = info.failed,
+            "{}",
+            info.statement
+        );
+    }
 }

@@ -5,6 +5,7 @@
 
 mod echo;
 mod error;
+pub use echo::count_statements;
 pub mod pool;
 
 use std::path::Path;
@@ -46,7 +47,7 @@ pub struct Database {
 }
 
 /// The pool's figures at one moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct PoolStatus {
     /// Connections kept open (`DATABASE_POOL_SIZE`; 0 when pooling is disabled).
@@ -98,9 +99,8 @@ impl Database {
             }
         };
         let mut conn = conn;
-        if settings.echo {
-            conn.set_metric_callback(echo::log_statement);
-        }
+        let echo = settings.echo;
+        conn.set_metric_callback(move |info| echo::on_statement(info, echo));
         let db = Database {
             conn,
             pool,

@@ -20,7 +20,19 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/health", get(health))
 }
 
-#[derive(Debug, Serialize)]
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    paths(health),
+    components(schemas(Health, DatabaseHealth, SchemaHealth, PoolStatus))
+)]
+struct Doc;
+
+/// The OpenAPI description of `/health`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    <Doc as utoipa::OpenApi>::openapi()
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Health {
     /// `ok` when the database answers and the schema is complete, else `unavailable`.
@@ -30,7 +42,7 @@ pub struct Health {
     pub pool: PoolStatus,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DatabaseHealth {
     pub reachable: bool,
@@ -43,7 +55,7 @@ pub struct DatabaseHealth {
     pub error: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SchemaHealth {
     /// `ready` (at head), `behind` (migrations pending), `unknown-revision` (the database has
@@ -54,6 +66,16 @@ pub struct SchemaHealth {
     pub pending: usize,
 }
 
+/// Whether the database answers and its schema is at the head migration.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "health",
+    responses(
+        (status = 200, description = "healthy", body = Health),
+        (status = 503, description = "the database does not answer or the schema is not at head", body = Health)
+    )
+)]
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let db = &state.db;
     let checked = tokio::time::timeout(HEALTH_TIMEOUT, async {

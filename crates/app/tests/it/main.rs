@@ -1,5 +1,6 @@
 //! The one integration-test binary: real PostgreSQL and real SQLite, a fresh database per test.
 
+mod api;
 mod cli;
 mod config;
 mod entities;

@@ -1,0 +1,5 @@
+//! The business rules: accounts, roles, todos and tags. Services take a connection and
+//! typed input and return models or typed errors; they know nothing of HTTP.
+
+pub mod passwords;
+pub mod tokens;
