@@ -117,12 +117,7 @@ pub fn offline_sql(
             None => BTreeSet::new(),
         },
     };
-    let plan = match direction {
-        Direction::Up => Plan::upgrade(&history, &start, target, dialect, &settings.version_table)?,
-        Direction::Down => {
-            Plan::downgrade(&history, &start, target, dialect, &settings.version_table)?
-        }
-    };
+    let plan = Plan::new(&history, &start, direction, target, dialect, &settings.version_table)?;
     Ok(plan.to_sql())
 }
 

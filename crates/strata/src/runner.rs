@@ -307,38 +307,23 @@ pub fn plan_migration(
 }
 
 impl Plan {
-    /// The plan to reach `target` going up from `applied`.
-    pub fn upgrade(
+    /// The plan to reach `target` from `applied` going in `direction`: see
+    /// [`History::plan_upgrade`] and [`History::plan_downgrade`] for the targets.
+    pub fn new(
         history: &History,
         applied: &BTreeSet<String>,
+        direction: Direction,
         target: &str,
         dialect: Dialect,
         version_table: &str,
     ) -> Result<Plan, RunError> {
-        let migrations = history
-            .plan_upgrade(applied, target)?
+        let chosen = match direction {
+            Direction::Up => history.plan_upgrade(applied, target)?,
+            Direction::Down => history.plan_downgrade(applied, target)?,
+        };
+        let migrations = chosen
             .into_iter()
-            .map(|m| plan_migration(history, m, Direction::Up, dialect, version_table))
-            .collect::<Result<_, _>>()?;
-        Ok(Plan {
-            dialect,
-            version_table: version_table.to_string(),
-            migrations,
-        })
-    }
-
-    /// The plan to reach `target` going down from `applied`.
-    pub fn downgrade(
-        history: &History,
-        applied: &BTreeSet<String>,
-        target: &str,
-        dialect: Dialect,
-        version_table: &str,
-    ) -> Result<Plan, RunError> {
-        let migrations = history
-            .plan_downgrade(applied, target)?
-            .into_iter()
-            .map(|m| plan_migration(history, m, Direction::Down, dialect, version_table))
+            .map(|m| plan_migration(history, m, direction, dialect, version_table))
             .collect::<Result<_, _>>()?;
         Ok(Plan {
             dialect,
@@ -522,10 +507,7 @@ async fn run_locked(
     let rows = applied(conn, version_table).await?;
     verify_checksums(history, &rows)?;
     let applied_set: BTreeSet<String> = rows.into_iter().map(|r| r.revision).collect();
-    let plan = match direction {
-        Direction::Up => Plan::upgrade(history, &applied_set, target, dialect, version_table)?,
-        Direction::Down => Plan::downgrade(history, &applied_set, target, dialect, version_table)?,
-    };
+    let plan = Plan::new(history, &applied_set, direction, target, dialect, version_table)?;
     on_event(Event::Planned {
         count: plan.migrations.len(),
     });

@@ -300,22 +300,7 @@ async fn migrate_online(
     let applied = migrate::applied(&db, db_settings).await?;
     let applied_set = applied.iter().map(|a| a.revision.clone()).collect();
     let dialect = migrate::dialect(db_settings.url.backend());
-    let plan = match direction {
-        Direction::Up => Plan::upgrade(
-            &history,
-            &applied_set,
-            target,
-            dialect,
-            &db_settings.version_table,
-        ),
-        Direction::Down => Plan::downgrade(
-            &history,
-            &applied_set,
-            target,
-            dialect,
-            &db_settings.version_table,
-        ),
-    }
+    let plan = Plan::new(&history, &applied_set, direction, target, dialect, &db_settings.version_table)
     .map_err(migrate::MigrateError::from)?;
     print_lint(&migrate::lint_plan(&history, &plan)?);
     let progress = Progress::new();

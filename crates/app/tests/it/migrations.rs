@@ -450,12 +450,7 @@ async fn offline_sql_equals_what_runs(kind: Kind) {
         } else {
             "base"
         };
-        let plan = match direction {
-            Direction::Up => Plan::upgrade(&history, &start, target, dialect(kind), VERSION_TABLE),
-            Direction::Down => {
-                Plan::downgrade(&history, &start, target, dialect(kind), VERSION_TABLE)
-            }
-        }
+        let plan = Plan::new(&history, &start, direction, target, dialect(kind), VERSION_TABLE)
         .unwrap();
         let expected: Vec<String> = plan
             .migrations

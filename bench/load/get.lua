@@ -1,0 +1,2 @@
+-- wrk script: GET with a bearer token; TOKEN comes from the environment.
+wrk.headers["Authorization"] = "Bearer " .. os.getenv("TOKEN")
