@@ -117,7 +117,14 @@ pub fn offline_sql(
             None => BTreeSet::new(),
         },
     };
-    let plan = Plan::new(&history, &start, direction, target, dialect, &settings.version_table)?;
+    let plan = Plan::new(
+        &history,
+        &start,
+        direction,
+        target,
+        dialect,
+        &settings.version_table,
+    )?;
     Ok(plan.to_sql())
 }
 

@@ -507,7 +507,14 @@ async fn run_locked(
     let rows = applied(conn, version_table).await?;
     verify_checksums(history, &rows)?;
     let applied_set: BTreeSet<String> = rows.into_iter().map(|r| r.revision).collect();
-    let plan = Plan::new(history, &applied_set, direction, target, dialect, version_table)?;
+    let plan = Plan::new(
+        history,
+        &applied_set,
+        direction,
+        target,
+        dialect,
+        version_table,
+    )?;
     on_event(Event::Planned {
         count: plan.migrations.len(),
     });

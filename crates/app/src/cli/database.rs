@@ -7,10 +7,9 @@ use strata::autodetect::{NoRenames, RenameCandidate, RenamePolicy};
 use strata::runner::{Event, Plan};
 use strata::state::Direction;
 
-use super::CliError;
 use super::output::{Format, print_json, print_pairs, print_table};
+use super::{CliError, connect_for_tooling};
 use crate::config::Settings;
-use crate::db::Database;
 use crate::fixtures;
 use crate::migrate::{self, MakeKind};
 
@@ -167,17 +166,6 @@ pub async fn run(command: DatabaseCommand, settings: &Settings) -> Result<(), Cl
     }
 }
 
-/// A one-connection pool: a command makes a few queries in a row and needs no more, and
-/// opening the five of a default pool would be most of its run time.
-async fn connect_for_tooling(
-    settings: &crate::config::DatabaseSettings,
-) -> Result<Database, crate::db::DbError> {
-    let mut settings = settings.clone();
-    settings.pool_size = 1;
-    settings.max_overflow = 0;
-    Database::connect(&settings).await
-}
-
 async fn ping(settings: &Settings, format: Format) -> Result<(), CliError> {
     let db = connect_for_tooling(&settings.database).await?;
     let report = db.ping().await?;
@@ -300,7 +288,14 @@ async fn migrate_online(
     let applied = migrate::applied(&db, db_settings).await?;
     let applied_set = applied.iter().map(|a| a.revision.clone()).collect();
     let dialect = migrate::dialect(db_settings.url.backend());
-    let plan = Plan::new(&history, &applied_set, direction, target, dialect, &db_settings.version_table)
+    let plan = Plan::new(
+        &history,
+        &applied_set,
+        direction,
+        target,
+        dialect,
+        &db_settings.version_table,
+    )
     .map_err(migrate::MigrateError::from)?;
     print_lint(&migrate::lint_plan(&history, &plan)?);
     let progress = Progress::new();

@@ -1,7 +1,8 @@
-//! The command line: `app run` and `app database ...`.
+//! The command line: `app run`, `app database ...` and `app user ...`.
 
 mod database;
 mod output;
+mod user;
 
 use std::process::ExitCode;
 
@@ -9,6 +10,8 @@ use clap::{Parser, Subcommand};
 
 use crate::config::{ConfigError, Settings};
 use crate::db::DbError;
+use crate::domain::accounts::AccountError;
+use crate::domain::roles::RoleError;
 use crate::fixtures::FixtureError;
 use crate::startup::{Application, StartupError};
 
@@ -38,6 +41,9 @@ pub enum Command {
     /// Inspect, migrate and prepare the database.
     #[command(subcommand)]
     Database(database::DatabaseCommand),
+    /// Create accounts and make or unmake superusers.
+    #[command(subcommand)]
+    User(user::UserCommand),
 }
 
 #[derive(Debug, clap::Args)]
@@ -59,6 +65,10 @@ pub enum CliError {
     Db(#[from] DbError),
     #[error(transparent)]
     Fixtures(#[from] FixtureError),
+    #[error(transparent)]
+    Account(#[from] AccountError),
+    #[error(transparent)]
+    Role(#[from] RoleError),
     #[error(transparent)]
     Startup(Box<StartupError>),
     #[error(transparent)]
@@ -85,10 +95,12 @@ impl From<crate::migrate::MigrateError> for CliError {
 }
 
 impl CliError {
-    /// 2 for a bad setting or usage, 1 for anything else that failed.
+    /// 2 for a bad setting, usage or input, 1 for anything else that failed.
     pub fn exit_code(&self) -> ExitCode {
         match self {
-            CliError::Config(_) | CliError::Usage(_) => ExitCode::from(2),
+            CliError::Config(_)
+            | CliError::Usage(_)
+            | CliError::Account(AccountError::Invalid(_)) => ExitCode::from(2),
             _ => ExitCode::from(1),
         }
     }
@@ -109,5 +121,17 @@ pub async fn run(cli: Cli, mut settings: Settings) -> Result<(), CliError> {
             Ok(())
         }
         Command::Database(command) => database::run(command, &settings).await,
+        Command::User(command) => user::run(command, &settings).await,
     }
+}
+
+/// A one-connection pool: a command makes a few queries in a row and needs no more, and
+/// opening the five of a default pool would be most of its run time.
+pub(crate) async fn connect_for_tooling(
+    settings: &crate::config::DatabaseSettings,
+) -> Result<crate::db::Database, DbError> {
+    let mut settings = settings.clone();
+    settings.pool_size = 1;
+    settings.max_overflow = 0;
+    crate::db::Database::connect(&settings).await
 }

@@ -227,6 +227,19 @@ impl Database {
     }
 }
 
+/// A transaction for a read-then-write: on SQLite it takes the write lock at BEGIN
+/// (`BEGIN IMMEDIATE`), so a concurrent writer waits (busy timeout) instead of failing the
+/// lock upgrade with "database is locked"; on PostgreSQL a plain BEGIN.
+pub async fn begin_write<C: sea_orm::TransactionTrait>(
+    db: &C,
+) -> Result<C::Transaction, sea_orm::DbErr> {
+    db.begin_with_options(sea_orm::TransactionOptions {
+        sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+        ..Default::default()
+    })
+    .await
+}
+
 /// WAL, foreign keys, a busy timeout and synchronous=NORMAL: the settings a service wants,
 /// where sqlx would default to a rollback journal and synchronous=FULL.
 fn sqlite_options(path: Option<&Path>) -> Result<SqliteConnectOptions, DbError> {

@@ -1,5 +1,9 @@
 //! The business rules: accounts, roles, todos and tags. Services take a connection and
 //! typed input and return models or typed errors; they know nothing of HTTP.
 
+pub mod accounts;
 pub mod passwords;
+pub mod roles;
+pub mod tags;
+pub mod todos;
 pub mod tokens;

@@ -1,14 +1,174 @@
-//! Routes of /api/tags (being written).
+//! `/api/tags`: the signed-in user's tags, with the number of todos carrying each.
 
 use axum::Router;
+use axum::extract::State;
+use axum::http::header::LOCATION;
+use axum::http::{HeaderName, StatusCode};
+use axum::routing::{delete, get};
+use serde::{Deserialize, Serialize};
+use utoipa::{OpenApi, ToSchema};
+use uuid::Uuid;
 
 use super::AppState;
+use super::error::{ApiError, FieldError, Problem};
+use super::extract::{CurrentUser, Json, Path};
+use crate::domain::tags::{self, TagError, TagSummary};
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/api/tags", get(list).post(create))
+        .route("/api/tags/{id}", delete(remove))
 }
 
-/// The OpenAPI description of these routes.
+#[derive(OpenApi)]
+#[openapi(
+    paths(list, create, remove),
+    components(schemas(TagView, NewTagBody)),
+    tags((name = "tags", description = "The signed-in user's tags"))
+)]
+struct Doc;
+
+/// The OpenAPI description of `/api/tags`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    utoipa::openapi::OpenApiBuilder::new().build()
+    Doc::openapi()
+}
+
+impl From<TagError> for ApiError {
+    fn from(err: TagError) -> Self {
+        match err {
+            TagError::Invalid(problems) => ApiError::Validation(
+                problems
+                    .into_iter()
+                    .map(|(field, message)| FieldError::new(field, message))
+                    .collect(),
+            ),
+            TagError::Duplicate(_) => ApiError::conflict(err.to_string()),
+            TagError::NotFound(_) => ApiError::NotFound(err.to_string()),
+            TagError::Db(err) => ApiError::from(err),
+        }
+    }
+}
+
+/// A tag as clients see it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TagView {
+    pub id: Uuid,
+    pub name: String,
+    pub color: Option<String>,
+    /// How many of your todos carry it.
+    pub todo_count: u64,
+}
+
+impl From<TagSummary> for TagView {
+    fn from(tag: TagSummary) -> Self {
+        TagView {
+            id: tag.id,
+            name: tag.name,
+            color: tag.color,
+            todo_count: tag.todo_count,
+        }
+    }
+}
+
+/// A new tag.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewTagBody {
+    /// 1 to 100 characters after trimming; unique among your tags.
+    #[schema(min_length = 1, max_length = 100, example = "errands")]
+    name: String,
+    /// Any text up to 100 characters, such as `#ff8800`.
+    #[schema(max_length = 100, example = "#ff8800")]
+    color: Option<String>,
+}
+
+/// Your tags by name, each with the number of todos carrying it.
+#[utoipa::path(
+    get,
+    path = "/api/tags",
+    tag = "tags",
+    responses(
+        (status = 200, description = "your tags", body = Vec<TagView>),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the account is inactive", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database is not available", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("oauth2" = []))
+)]
+async fn list(
+    current: CurrentUser,
+    State(state): State<AppState>,
+) -> Result<Json<Vec<TagView>>, ApiError> {
+    let tags = tags::list(state.db.conn(), current.user.id).await?;
+    Ok(Json(tags.into_iter().map(TagView::from).collect()))
+}
+
+/// Make a tag.
+#[utoipa::path(
+    post,
+    path = "/api/tags",
+    tag = "tags",
+    request_body = NewTagBody,
+    responses(
+        (status = 201, description = "the new tag", body = TagView),
+        (status = 400, description = "the body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the account is inactive", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "you already have a tag of this name", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "the body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "the body is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid fields, all named in `errors`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database is not available", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("oauth2" = []))
+)]
+async fn create(
+    current: CurrentUser,
+    State(state): State<AppState>,
+    Json(body): Json<NewTagBody>,
+) -> Result<(StatusCode, [(HeaderName, String); 1], Json<TagView>), ApiError> {
+    let tag = tags::create(
+        state.db.conn(),
+        current.user.id,
+        &body.name,
+        body.color.as_deref(),
+    )
+    .await?;
+    let view = TagView {
+        id: tag.id,
+        name: tag.name,
+        color: tag.color,
+        todo_count: 0,
+    };
+    Ok((
+        StatusCode::CREATED,
+        [(LOCATION, format!("/api/tags/{}", view.id))],
+        Json(view),
+    ))
+}
+
+/// Delete one of your tags; the todos carrying it stay and lose it.
+#[utoipa::path(
+    delete,
+    path = "/api/tags/{id}",
+    tag = "tags",
+    params(("id" = Uuid, Path, description = "the tag's id")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 400, description = "the id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the account is inactive", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no tag of yours has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database is not available", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("oauth2" = []))
+)]
+async fn remove(
+    current: CurrentUser,
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    tags::delete(state.db.conn(), current.user.id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -1,14 +1,606 @@
-//! Routes of /api/todos (being written).
+//! `/api/todos`: the signed-in user's todos.
+//!
+//! Bodies and query strings are read as text and parsed here, so every bad value (a malformed
+//! time, an unknown importance, an item too long) is named at once in one 422.
 
 use axum::Router;
+use axum::extract::State;
+use axum::http::header::LOCATION;
+use axum::http::{HeaderName, StatusCode};
+use axum::routing::get;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use uuid::Uuid;
 
 use super::AppState;
+use super::error::{ApiError, FieldError, Problem};
+use super::extract::{CurrentUser, Json, Path, Query};
+use crate::domain::todos::{
+    self, NewTodo, SortField, SortOrder, TodoError, TodoPatch, TodoQuery, TodoWithTags,
+};
+use crate::models::tag;
+use crate::models::todo::Importance;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/api/todos", get(list).post(create))
+        .route("/api/todos/{id}", get(show).patch(update).delete(remove))
 }
 
-/// The OpenAPI description of these routes.
+#[derive(OpenApi)]
+#[openapi(
+    paths(list, create, show, update, remove),
+    components(schemas(
+        TodoView,
+        TagRef,
+        TodoPage,
+        NewTodoBody,
+        TodoPatchBody,
+        ImportanceName,
+        SortName,
+        OrderName
+    )),
+    tags((name = "todos", description = "The signed-in user's todos"))
+)]
+struct Doc;
+
+/// The OpenAPI description of `/api/todos`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    utoipa::openapi::OpenApiBuilder::new().build()
+    Doc::openapi()
+}
+
+impl From<TodoError> for ApiError {
+    fn from(err: TodoError) -> Self {
+        match err {
+            TodoError::NotFound(_) => ApiError::NotFound(err.to_string()),
+            TodoError::Overlap(ref ids) => ApiError::Conflict {
+                conflicts: ids.clone(),
+                detail: err.to_string(),
+            },
+            TodoError::Invalid(problems) => ApiError::Validation(
+                problems
+                    .into_iter()
+                    .map(|(field, message)| FieldError::new(field, message))
+                    .collect(),
+            ),
+            TodoError::Db(err) => ApiError::from(err),
+        }
+    }
+}
+
+/// A todo as clients see it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TodoView {
+    pub id: Uuid,
+    pub item: String,
+    pub description: Option<String>,
+    /// When the todo was made.
+    pub created_time: DateTime<Utc>,
+    pub alarm_time: Option<DateTime<Utc>>,
+    pub start_time: Option<DateTime<Utc>>,
+    pub end_time: Option<DateTime<Utc>>,
+    #[schema(value_type = ImportanceName)]
+    pub importance: Importance,
+    /// Sorted by name.
+    pub tags: Vec<TagRef>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A tag on a todo.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct TagRef {
+    pub id: Uuid,
+    pub name: String,
+    pub color: Option<String>,
+}
+
+impl From<tag::Model> for TagRef {
+    fn from(tag: tag::Model) -> Self {
+        TagRef {
+            id: tag.id,
+            name: tag.name,
+            color: tag.color,
+        }
+    }
+}
+
+impl From<TodoWithTags> for TodoView {
+    fn from(TodoWithTags { todo, tags }: TodoWithTags) -> Self {
+        TodoView {
+            id: todo.id,
+            item: todo.item,
+            description: todo.description,
+            created_time: todo.created_time,
+            alarm_time: todo.alarm_time,
+            start_time: todo.start_time,
+            end_time: todo.end_time,
+            importance: todo.importance,
+            tags: tags.into_iter().map(TagRef::from).collect(),
+            created_at: todo.created_at,
+            updated_at: todo.updated_at,
+        }
+    }
+}
+
+/// One page of todos.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TodoPage {
+    pub items: Vec<TodoView>,
+    /// How many todos match the filters, on all pages.
+    pub total: u64,
+    pub limit: u64,
+    pub offset: u64,
+}
+
+/// How much a todo matters.
+// For the document only: the model's enum is what is stored and sent.
+#[derive(ToSchema)]
+#[schema(as = Importance, rename_all = "lowercase")]
+#[allow(dead_code)]
+enum ImportanceName {
+    None,
+    Low,
+    Medium,
+    High,
+}
+
+/// What a list can be sorted by; camelCase spellings (`startTime`) are accepted too.
+// For the document only: `SortField::parse` reads the text.
+#[derive(ToSchema)]
+#[schema(as = TodoSort, rename_all = "snake_case")]
+#[allow(dead_code)]
+enum SortName {
+    CreatedAt,
+    UpdatedAt,
+    Item,
+    StartTime,
+    EndTime,
+    Importance,
+}
+
+/// The direction of a sort.
+// For the document only: `SortOrder::parse` reads the text.
+#[derive(ToSchema)]
+#[schema(as = SortOrder, rename_all = "lowercase")]
+#[allow(dead_code)]
+enum OrderName {
+    Asc,
+    Desc,
+}
+
+/// A new todo. Times are RFC 3339 (`2026-03-01T09:00:00Z`); tags are names, made as needed.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewTodoBody {
+    /// 1 to 100 characters after trimming.
+    #[schema(required = true, value_type = String, min_length = 1, max_length = 100, example = "Buy milk")]
+    item: Option<String>,
+    #[schema(max_length = 1024)]
+    description: Option<String>,
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    alarm_time: Option<String>,
+    /// Before `endTime` when both are given; `[startTime, endTime)` may not overlap another
+    /// todo of yours.
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    start_time: Option<String>,
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    end_time: Option<String>,
+    /// `none` when not given.
+    #[schema(value_type = Option<ImportanceName>)]
+    importance: Option<String>,
+    /// Tag names, 1 to 100 characters each.
+    #[serde(default)]
+    tags: Vec<String>,
+}
+
+/// Changes to a todo: absent fields stay as they are; `null` clears `description` and the
+/// times; `tags` replaces the whole set.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TodoPatchBody {
+    #[schema(min_length = 1, max_length = 100)]
+    item: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, max_length = 1024)]
+    description: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    alarm_time: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    start_time: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<DateTime<Utc>>)]
+    end_time: Option<Option<String>>,
+    #[schema(value_type = Option<ImportanceName>)]
+    importance: Option<String>,
+    tags: Option<Vec<String>>,
+}
+
+/// Tells `"field": null` (`Some(None)`) from an absent field (`None`, by `default`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// Filters, sort and paging of `GET /api/todos`. Names are camelCase (snake_case is accepted
+/// too); times are RFC 3339, and a `+` in an offset must be sent as `%2B`.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Todos per page, 1 to 100.
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 100, default = 20)]
+    limit: Option<String>,
+    /// Todos to skip.
+    #[param(value_type = Option<u64>, minimum = 0, default = 0)]
+    offset: Option<String>,
+    /// Part of the item, any case.
+    search: Option<String>,
+    /// Only todos starting at or after this time.
+    #[serde(alias = "start_time_from")]
+    #[param(value_type = Option<DateTime<Utc>>)]
+    start_time_from: Option<String>,
+    /// Only todos starting at or before this time.
+    #[serde(alias = "start_time_to")]
+    #[param(value_type = Option<DateTime<Utc>>)]
+    start_time_to: Option<String>,
+    /// Only todos ending at or after this time.
+    #[serde(alias = "end_time_from")]
+    #[param(value_type = Option<DateTime<Utc>>)]
+    end_time_from: Option<String>,
+    /// Only todos ending at or before this time.
+    #[serde(alias = "end_time_to")]
+    #[param(value_type = Option<DateTime<Utc>>)]
+    end_time_to: Option<String>,
+    /// Only todos created strictly before this time.
+    #[serde(alias = "created_before")]
+    #[param(value_type = Option<DateTime<Utc>>)]
+    created_before: Option<String>,
+    /// Only todos created strictly after this time.
+    #[serde(alias = "created_after")]
+    #[param(value_type = Option<DateTime<Utc>>)]
+    created_after: Option<String>,
+    /// Only todos last changed strictly before this time.
+    #[serde(alias = "updated_before")]
+    #[param(value_type = Option<DateTime<Utc>>)]
+    updated_before: Option<String>,
+    /// Only todos last changed strictly after this time.
+    #[serde(alias = "updated_after")]
+    #[param(value_type = Option<DateTime<Utc>>)]
+    updated_after: Option<String>,
+    /// Only todos of this importance.
+    #[param(value_type = Option<ImportanceName>)]
+    importance: Option<String>,
+    /// Only todos carrying the tag of this name.
+    tag: Option<String>,
+    /// The field to sort by (default `created_at`); ties are broken by id.
+    #[param(value_type = Option<SortName>)]
+    sort: Option<String>,
+    /// `asc` or `desc` (default `desc`).
+    #[param(value_type = Option<OrderName>)]
+    order: Option<String>,
+}
+
+/// Collects the field errors of one request while its fields are parsed.
+#[derive(Default)]
+struct Fields(Vec<FieldError>);
+
+impl Fields {
+    fn time(&mut self, field: &str, raw: Option<&str>) -> Option<DateTime<Utc>> {
+        let raw = raw?;
+        match DateTime::parse_from_rfc3339(raw.trim()) {
+            Ok(time) => Some(time.with_timezone(&Utc)),
+            Err(err) => {
+                self.0.push(FieldError::new(
+                    field,
+                    format!(
+                        "must be an RFC 3339 date-time such as 2026-03-01T09:00:00Z, not {raw:?} ({err})"
+                    ),
+                ));
+                None
+            }
+        }
+    }
+
+    fn nullable_time(
+        &mut self,
+        field: &str,
+        raw: Option<Option<String>>,
+    ) -> Option<Option<DateTime<Utc>>> {
+        match raw? {
+            None => Some(None),
+            Some(raw) => self.time(field, Some(&raw)).map(Some),
+        }
+    }
+
+    fn importance(&mut self, raw: Option<&str>) -> Option<Importance> {
+        let raw = raw?;
+        let parsed = match raw {
+            "none" => Importance::None,
+            "low" => Importance::Low,
+            "medium" => Importance::Medium,
+            "high" => Importance::High,
+            _ => {
+                self.0.push(FieldError::new(
+                    "importance",
+                    format!("must be one of none, low, medium, high, not {raw:?}"),
+                ));
+                return None;
+            }
+        };
+        Some(parsed)
+    }
+
+    fn number(&mut self, field: &str, raw: Option<&str>) -> Option<u64> {
+        let raw = raw?;
+        match raw.trim().parse::<u64>() {
+            Ok(value) => Some(value),
+            Err(_) => {
+                self.0.push(FieldError::new(
+                    field,
+                    format!("must be a whole number of 0 or more, not {raw:?}"),
+                ));
+                None
+            }
+        }
+    }
+
+    fn parsed<T>(&mut self, field: &str, parsed: Result<T, String>) -> Option<T> {
+        parsed
+            .map_err(|message| self.0.push(FieldError::new(field, message)))
+            .ok()
+    }
+
+    /// Fails with every collected error plus the domain's own problems.
+    fn finish(self, problems: Vec<(String, String)>) -> Result<(), ApiError> {
+        if self.0.is_empty() {
+            return Ok(());
+        }
+        let mut errors = self.0;
+        errors.extend(
+            problems
+                .into_iter()
+                .map(|(field, message)| FieldError::new(field, message)),
+        );
+        Err(ApiError::Validation(errors))
+    }
+}
+
+fn query_of(params: ListParams) -> Result<TodoQuery, ApiError> {
+    let mut fields = Fields::default();
+    let defaults = TodoQuery::default();
+    let query = TodoQuery {
+        limit: fields
+            .number("limit", params.limit.as_deref())
+            .unwrap_or(defaults.limit),
+        offset: fields
+            .number("offset", params.offset.as_deref())
+            .unwrap_or(0),
+        search: params.search,
+        start_time_from: fields.time("startTimeFrom", params.start_time_from.as_deref()),
+        start_time_to: fields.time("startTimeTo", params.start_time_to.as_deref()),
+        end_time_from: fields.time("endTimeFrom", params.end_time_from.as_deref()),
+        end_time_to: fields.time("endTimeTo", params.end_time_to.as_deref()),
+        created_before: fields.time("createdBefore", params.created_before.as_deref()),
+        created_after: fields.time("createdAfter", params.created_after.as_deref()),
+        updated_before: fields.time("updatedBefore", params.updated_before.as_deref()),
+        updated_after: fields.time("updatedAfter", params.updated_after.as_deref()),
+        importance: fields.importance(params.importance.as_deref()),
+        tag: params.tag,
+        sort: params
+            .sort
+            .and_then(|raw| fields.parsed("sort", SortField::parse(&raw)))
+            .unwrap_or(defaults.sort),
+        order: params
+            .order
+            .and_then(|raw| fields.parsed("order", SortOrder::parse(&raw)))
+            .unwrap_or(defaults.order),
+    };
+    let problems = todos::check_query(&query);
+    fields.finish(problems)?;
+    Ok(query)
+}
+
+fn new_todo_of(body: NewTodoBody) -> Result<NewTodo, ApiError> {
+    let mut fields = Fields::default();
+    let item_missing = body.item.is_none();
+    if item_missing {
+        fields.0.push(FieldError::new("item", "is required"));
+    }
+    let new = NewTodo {
+        item: body.item.unwrap_or_default(),
+        description: body.description,
+        alarm_time: fields.time("alarmTime", body.alarm_time.as_deref()),
+        start_time: fields.time("startTime", body.start_time.as_deref()),
+        end_time: fields.time("endTime", body.end_time.as_deref()),
+        importance: fields
+            .importance(body.importance.as_deref())
+            .unwrap_or_default(),
+        tags: body.tags,
+    };
+    let mut problems = todos::check_new(&new);
+    problems.retain(|(field, _)| !(item_missing && field == "item"));
+    fields.finish(problems)?;
+    Ok(new)
+}
+
+/// The patch, or a 422 naming every bad field: those that do not parse, and what the domain
+/// finds wrong with the rest applied to the todo.
+async fn patch_of(
+    state: &AppState,
+    user_id: Uuid,
+    id: Uuid,
+    body: TodoPatchBody,
+) -> Result<TodoPatch, ApiError> {
+    let mut fields = Fields::default();
+    let patch = TodoPatch {
+        item: body.item,
+        description: body.description,
+        alarm_time: fields.nullable_time("alarmTime", body.alarm_time),
+        start_time: fields.nullable_time("startTime", body.start_time),
+        end_time: fields.nullable_time("endTime", body.end_time),
+        importance: fields.importance(body.importance.as_deref()),
+        tags: body.tags,
+    };
+    if fields.0.is_empty() {
+        return Ok(patch);
+    }
+    let problems = todos::check_update(state.db.conn(), user_id, id, &patch).await?;
+    fields.finish(problems)?;
+    Ok(patch)
+}
+
+/// List your todos, a page at a time, with filters and a sort.
+#[utoipa::path(
+    get,
+    path = "/api/todos",
+    tag = "todos",
+    params(ListParams),
+    responses(
+        (status = 200, description = "one page of your todos", body = TodoPage),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the account is inactive", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "bad query parameters, all named in `errors`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database is not available", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("oauth2" = []))
+)]
+async fn list(
+    current: CurrentUser,
+    State(state): State<AppState>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<TodoPage>, ApiError> {
+    let query = query_of(params)?;
+    let (todos, total) = todos::list(state.db.conn(), current.user.id, &query).await?;
+    Ok(Json(TodoPage {
+        items: todos.into_iter().map(TodoView::from).collect(),
+        total,
+        limit: query.limit,
+        offset: query.offset,
+    }))
+}
+
+/// Make a todo; its tags are made as needed.
+#[utoipa::path(
+    post,
+    path = "/api/todos",
+    tag = "todos",
+    request_body = NewTodoBody,
+    responses(
+        (status = 201, description = "the new todo", body = TodoView,
+            headers(("location" = String, description = "the todo's URL"))),
+        (status = 400, description = "the body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the account is inactive", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the time range overlaps other todos of yours, listed in `conflicts`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "the body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "the body is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid fields, all named in `errors`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database is not available", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("oauth2" = []))
+)]
+async fn create(
+    current: CurrentUser,
+    State(state): State<AppState>,
+    Json(body): Json<NewTodoBody>,
+) -> Result<(StatusCode, [(HeaderName, String); 1], Json<TodoView>), ApiError> {
+    let new = new_todo_of(body)?;
+    let todo = todos::create(state.db.conn(), current.user.id, new).await?;
+    let location = format!("/api/todos/{}", todo.todo.id);
+    Ok((
+        StatusCode::CREATED,
+        [(LOCATION, location)],
+        Json(TodoView::from(todo)),
+    ))
+}
+
+/// One of your todos.
+#[utoipa::path(
+    get,
+    path = "/api/todos/{id}",
+    tag = "todos",
+    params(("id" = Uuid, Path, description = "the todo's id")),
+    responses(
+        (status = 200, description = "the todo", body = TodoView),
+        (status = 400, description = "the id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the account is inactive", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no todo of yours has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database is not available", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("oauth2" = []))
+)]
+async fn show(
+    current: CurrentUser,
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<Json<TodoView>, ApiError> {
+    let todo = todos::get(state.db.conn(), current.user.id, id).await?;
+    Ok(Json(TodoView::from(todo)))
+}
+
+/// Change one of your todos; `tags` replaces the whole set.
+#[utoipa::path(
+    patch,
+    path = "/api/todos/{id}",
+    tag = "todos",
+    params(("id" = Uuid, Path, description = "the todo's id")),
+    request_body = TodoPatchBody,
+    responses(
+        (status = 200, description = "the changed todo", body = TodoView),
+        (status = 400, description = "the id is not a UUID, or the body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the account is inactive", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no todo of yours has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the new time range overlaps other todos of yours, listed in `conflicts`", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "the body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "the body is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid fields, all named in `errors`", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database is not available", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("oauth2" = []))
+)]
+async fn update(
+    current: CurrentUser,
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    Json(body): Json<TodoPatchBody>,
+) -> Result<Json<TodoView>, ApiError> {
+    let patch = patch_of(&state, current.user.id, id, body).await?;
+    let todo = todos::update(state.db.conn(), current.user.id, id, patch).await?;
+    Ok(Json(TodoView::from(todo)))
+}
+
+/// Delete one of your todos; its tags stay.
+#[utoipa::path(
+    delete,
+    path = "/api/todos/{id}",
+    tag = "todos",
+    params(("id" = Uuid, Path, description = "the todo's id")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 400, description = "the id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "the account is inactive", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no todo of yours has this id", body = Problem, content_type = "application/problem+json"),
+        (status = 503, description = "the database is not available", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("oauth2" = []))
+)]
+async fn remove(
+    current: CurrentUser,
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    todos::delete(state.db.conn(), current.user.id, id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -1,14 +1,436 @@
-//! Routes of /api/users (being written).
+//! `/api/users`: account management, for superusers only.
+//!
+//! Also home of [`UserView`], the one way an account is shown (never with its password hash),
+//! which `/api/me` and `/api/roles` answer too.
 
 use axum::Router;
+use axum::extract::State;
+use axum::http::header::LOCATION;
+use axum::http::{HeaderName, StatusCode};
+use axum::routing::get;
+use chrono::{DateTime, NaiveDate, Utc};
+use sea_orm::DatabaseConnection;
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use uuid::Uuid;
 
 use super::AppState;
+use super::error::{ApiError, FieldError, Problem};
+use super::extract::{Json, Path, Query, Superuser};
+use crate::domain::accounts::{self, NewUser, UserPatch};
+use crate::models::{role, user_account};
+
+/// Page size when the client names none.
+const DEFAULT_LIMIT: u64 = 20;
+/// Largest page a client may ask for.
+const MAX_LIMIT: u64 = 100;
 
 pub fn router() -> Router<AppState> {
     Router::new()
+        .route("/api/users", get(list).post(create))
+        .route("/api/users/{id}", get(show).patch(update).delete(remove))
 }
 
-/// The OpenAPI description of these routes.
+#[derive(OpenApi)]
+#[openapi(
+    paths(list, create, show, update, remove),
+    components(schemas(UserView, RoleView, UserPage, NewUserBody, UserPatchBody)),
+    tags((name = "users", description = "Account management; superusers only"))
+)]
+struct Doc;
+
+/// The OpenAPI description of `/api/users`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    utoipa::openapi::OpenApiBuilder::new().build()
+    Doc::openapi()
+}
+
+/// An account as clients see it.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserView {
+    pub id: Uuid,
+    pub email: String,
+    pub name: Option<String>,
+    pub avatar_url: Option<String>,
+    pub is_active: bool,
+    pub is_superuser: bool,
+    pub is_verified: bool,
+    pub verified_at: Option<NaiveDate>,
+    pub joined_at: NaiveDate,
+    pub login_count: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    /// The roles the account holds, by slug.
+    pub roles: Vec<RoleView>,
+}
+
+/// A role held by an account.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct RoleView {
+    #[schema(example = "application-access")]
+    pub slug: String,
+    #[schema(example = "Application Access")]
+    pub name: String,
+}
+
+impl UserView {
+    pub fn new(user: user_account::Model, roles: Vec<role::Model>) -> Self {
+        UserView {
+            id: user.id,
+            email: user.email,
+            name: user.name,
+            avatar_url: user.avatar_url,
+            is_active: user.is_active,
+            is_superuser: user.is_superuser,
+            is_verified: user.is_verified,
+            verified_at: user.verified_at,
+            joined_at: user.joined_at,
+            login_count: user.login_count,
+            created_at: user.created_at,
+            updated_at: user.updated_at,
+            roles: roles
+                .into_iter()
+                .map(|role| RoleView {
+                    slug: role.slug,
+                    name: role.name,
+                })
+                .collect(),
+        }
+    }
+
+    /// The view of `user`, with its roles read from the database.
+    pub async fn load(
+        db: &DatabaseConnection,
+        user: user_account::Model,
+    ) -> Result<Self, ApiError> {
+        let roles = accounts::roles_of(db, user.id).await?;
+        Ok(UserView::new(user, roles))
+    }
+}
+
+/// One page of accounts.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UserPage {
+    pub items: Vec<UserView>,
+    /// How many accounts match, on all pages.
+    pub total: u64,
+    pub limit: u64,
+    pub offset: u64,
+}
+
+/// Paging and search of `GET /api/users`. Read as text and checked here, so every bad value
+/// is reported by name at once.
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Accounts per page, 1 to 100.
+    #[param(value_type = Option<u64>, minimum = 1, maximum = 100, default = 20)]
+    limit: Option<String>,
+    /// Accounts to skip.
+    #[param(value_type = Option<u64>, minimum = 0, default = 0)]
+    offset: Option<String>,
+    /// Part of an email or name, any case.
+    search: Option<String>,
+}
+
+/// A number from the query string within `min..=max`, or a field error.
+fn bounded(
+    raw: Option<&str>,
+    field: &str,
+    default: u64,
+    min: u64,
+    max: u64,
+    errors: &mut Vec<FieldError>,
+) -> u64 {
+    let Some(raw) = raw.map(str::trim) else {
+        return default;
+    };
+    match raw.parse::<i64>() {
+        Ok(value) if value < min as i64 => {
+            errors.push(FieldError::new(field, format!("must be at least {min}")));
+            default
+        }
+        Ok(value) if value as u64 > max => {
+            errors.push(FieldError::new(field, format!("must be at most {max}")));
+            default
+        }
+        Ok(value) => value as u64,
+        Err(_) => {
+            errors.push(FieldError::new(
+                field,
+                format!("must be a whole number, not {raw:?}"),
+            ));
+            default
+        }
+    }
+}
+
+/// A new account, as a superuser makes it.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct NewUserBody {
+    #[serde(default)]
+    #[schema(required = true, example = "ann@example.com")]
+    email: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    #[schema(required = true, min_length = 8, format = Password)]
+    password: String,
+    #[serde(default)]
+    is_superuser: bool,
+    #[serde(default = "yes")]
+    #[schema(default = true)]
+    is_active: bool,
+    #[serde(default)]
+    is_verified: bool,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// Changes to an account; absent fields stay as they are, and `"name": null` clears the name.
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UserPatchBody {
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    name: Option<Option<String>>,
+    email: Option<String>,
+    #[schema(min_length = 8, format = Password)]
+    password: Option<String>,
+    is_active: Option<bool>,
+    /// Also assigns or revokes the `superuser` role.
+    is_superuser: Option<bool>,
+    /// Setting it stamps `verifiedAt` with today; clearing it clears `verifiedAt`.
+    is_verified: Option<bool>,
+}
+
+/// Tells `"field": null` (`Some(None)`) from an absent field (`None`, by `default`).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+fn refuse_self(actor: &user_account::Model, id: Uuid, what: &str) -> Result<(), ApiError> {
+    if actor.id == id {
+        return Err(ApiError::conflict(format!(
+            "you cannot {what} your own account; ask another superuser"
+        )));
+    }
+    Ok(())
+}
+
+/// List accounts, oldest first, with paging and search.
+#[utoipa::path(
+    get,
+    path = "/api/users",
+    tag = "users",
+    params(ListParams),
+    responses(
+        (status = 200, description = "one page of accounts", body = UserPage),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not a superuser", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "a bad limit or offset, named in `errors`", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("oauth2" = []))
+)]
+async fn list(
+    _: Superuser,
+    State(state): State<AppState>,
+    Query(params): Query<ListParams>,
+) -> Result<Json<UserPage>, ApiError> {
+    let mut errors = Vec::new();
+    let limit = bounded(
+        params.limit.as_deref(),
+        "limit",
+        DEFAULT_LIMIT,
+        1,
+        MAX_LIMIT,
+        &mut errors,
+    );
+    let offset = bounded(
+        params.offset.as_deref(),
+        "offset",
+        0,
+        0,
+        i64::MAX as u64,
+        &mut errors,
+    );
+    if !errors.is_empty() {
+        return Err(ApiError::Validation(errors));
+    }
+    let db = state.db.conn();
+    let (users, total) = accounts::list_users(db, params.search.as_deref(), limit, offset).await?;
+    let roles = accounts::roles_of_each(db, &users).await?;
+    let items = users
+        .into_iter()
+        .zip(roles)
+        .map(|(u, r)| UserView::new(u, r))
+        .collect();
+    Ok(Json(UserPage {
+        items,
+        total,
+        limit,
+        offset,
+    }))
+}
+
+/// Create an account with the `application-access` role (and `superuser` when `isSuperuser`).
+#[utoipa::path(
+    post,
+    path = "/api/users",
+    tag = "users",
+    request_body = NewUserBody,
+    responses(
+        (status = 201, description = "created", body = UserView,
+            headers(("location" = String, description = "the new account's URL"))),
+        (status = 400, description = "the body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not a superuser", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the email is taken", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "the body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "the body is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid fields, all named in `errors`", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("oauth2" = []))
+)]
+async fn create(
+    _: Superuser,
+    State(state): State<AppState>,
+    Json(body): Json<NewUserBody>,
+) -> Result<(StatusCode, [(HeaderName, String); 1], Json<UserView>), ApiError> {
+    let new = NewUser {
+        email: body.email,
+        name: body.name,
+        password: body.password,
+        is_superuser: body.is_superuser,
+        is_active: body.is_active,
+        is_verified: body.is_verified,
+    };
+    let db = state.db.conn();
+    let user = accounts::create_user(db, new).await?;
+    let location = format!("/api/users/{}", user.id);
+    let view = UserView::load(db, user).await?;
+    Ok((StatusCode::CREATED, [(LOCATION, location)], Json(view)))
+}
+
+/// One account.
+#[utoipa::path(
+    get,
+    path = "/api/users/{id}",
+    tag = "users",
+    params(("id" = Uuid, Path, description = "the account's id")),
+    responses(
+        (status = 200, description = "the account", body = UserView),
+        (status = 400, description = "the id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not a superuser", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such account", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("oauth2" = []))
+)]
+async fn show(
+    _: Superuser,
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<Json<UserView>, ApiError> {
+    let db = state.db.conn();
+    let user = accounts::get_user(db, id).await?;
+    Ok(Json(UserView::load(db, user).await?))
+}
+
+/// Change an account. A superuser cannot deactivate or demote themselves.
+#[utoipa::path(
+    patch,
+    path = "/api/users/{id}",
+    tag = "users",
+    params(("id" = Uuid, Path, description = "the account's id")),
+    request_body = UserPatchBody,
+    responses(
+        (status = 200, description = "the changed account", body = UserView),
+        (status = 400, description = "the id is not a UUID or the body is not JSON", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not a superuser", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such account", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "the email is taken, or the change would lock you out", body = Problem, content_type = "application/problem+json"),
+        (status = 413, description = "the body is too large", body = Problem, content_type = "application/problem+json"),
+        (status = 415, description = "the body is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "invalid fields, all named in `errors`", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("oauth2" = []))
+)]
+async fn update(
+    Superuser(actor): Superuser,
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+    Json(body): Json<UserPatchBody>,
+) -> Result<Json<UserView>, ApiError> {
+    if body.is_superuser == Some(false) {
+        refuse_self(&actor, id, "demote")?;
+    }
+    if body.is_active == Some(false) {
+        refuse_self(&actor, id, "deactivate")?;
+    }
+    let patch = UserPatch {
+        name: body.name,
+        email: body.email,
+        password: body.password,
+        is_active: body.is_active,
+        is_superuser: body.is_superuser,
+        is_verified: body.is_verified,
+    };
+    let db = state.db.conn();
+    let user = accounts::update_user(db, id, patch).await?;
+    Ok(Json(UserView::load(db, user).await?))
+}
+
+/// Delete an account with its todos, tags and role links. A superuser cannot delete themselves.
+#[utoipa::path(
+    delete,
+    path = "/api/users/{id}",
+    tag = "users",
+    params(("id" = Uuid, Path, description = "the account's id")),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 400, description = "the id is not a UUID", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not a superuser", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "no such account", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "that is your own account", body = Problem, content_type = "application/problem+json")
+    ),
+    security(("bearer" = []), ("oauth2" = []))
+)]
+async fn remove(
+    Superuser(actor): Superuser,
+    State(state): State<AppState>,
+    Path(id): Path<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    refuse_self(&actor, id, "delete")?;
+    accounts::delete_user(state.db.conn(), id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_are_checked_and_named() {
+        let mut errors = Vec::new();
+        assert_eq!(bounded(None, "limit", 20, 1, 100, &mut errors), 20);
+        assert_eq!(bounded(Some("5"), "limit", 20, 1, 100, &mut errors), 5);
+        assert!(errors.is_empty());
+        bounded(Some("0"), "limit", 20, 1, 100, &mut errors);
+        bounded(Some("101"), "limit", 20, 1, 100, &mut errors);
+        bounded(Some("ten"), "limit", 20, 1, 100, &mut errors);
+        bounded(Some("-1"), "offset", 0, 0, u64::MAX / 2, &mut errors);
+        let fields: Vec<&str> = errors.iter().map(|e| e.field.as_str()).collect();
+        assert_eq!(fields, ["limit", "limit", "limit", "offset"]);
+    }
 }

@@ -1,5 +1,6 @@
 //! The one integration-test binary: real PostgreSQL and real SQLite, a fresh database per test.
 
+mod access;
 mod api;
 mod cli;
 mod config;
@@ -9,3 +10,8 @@ mod health;
 mod helpers;
 mod migrations;
 mod pool;
+mod roles;
+mod tags;
+mod todos;
+mod user_cli;
+mod users;

@@ -450,7 +450,14 @@ async fn offline_sql_equals_what_runs(kind: Kind) {
         } else {
             "base"
         };
-        let plan = Plan::new(&history, &start, direction, target, dialect(kind), VERSION_TABLE)
+        let plan = Plan::new(
+            &history,
+            &start,
+            direction,
+            target,
+            dialect(kind),
+            VERSION_TABLE,
+        )
         .unwrap();
         let expected: Vec<String> = plan
             .migrations

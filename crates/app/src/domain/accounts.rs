@@ -1,0 +1,691 @@
+//! Accounts: sign-up, sign-in, and the user management of superusers.
+//!
+//! Emails are stored trimmed and lowercased, so lookups compare like with like. Passwords are
+//! hashed with argon2id off the executor and never enter a log field. Every check of the input
+//! runs before anything is written, and all broken rules are reported together.
+
+use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
+use sea_orm::{
+    ActiveModelBehavior, ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait,
+    DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, LoaderTrait, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect, SqlErr,
+};
+use tokio::sync::OnceCell;
+use uuid::Uuid;
+
+use super::passwords::{self, HashError};
+use crate::fixtures::{APPLICATION_ACCESS_ROLE, SUPERUSER_ROLE};
+use crate::models::{role, user_account, user_account_role};
+
+/// Shortest password accepted, in characters.
+pub const MIN_PASSWORD_CHARS: usize = 8;
+/// Longest password accepted, in characters (hashing cost stays bounded).
+pub const MAX_PASSWORD_CHARS: usize = 1024;
+/// Longest email accepted (the limit of SMTP paths).
+pub const MAX_EMAIL_CHARS: usize = 254;
+/// Longest display name accepted.
+pub const MAX_NAME_CHARS: usize = 255;
+
+/// One rule a value broke; `field` is spelled as clients write it (camelCase).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidField {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl InvalidField {
+    fn new(field: &'static str, message: impl Into<String>) -> Self {
+        InvalidField {
+            field,
+            message: message.into(),
+        }
+    }
+}
+
+/// Why an account operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error("{}", describe(.0))]
+    Invalid(Vec<InvalidField>),
+    #[error("an account with email {0} already exists")]
+    EmailTaken(String),
+    /// Unknown email and wrong password alike, so a caller cannot probe for accounts.
+    #[error("the email or password is wrong")]
+    InvalidCredentials,
+    #[error("this account is inactive; ask an administrator to reactivate it")]
+    Inactive,
+    #[error("no user with id {0}")]
+    NotFound(Uuid),
+    #[error("role {0} is missing; run `app database load-fixtures`")]
+    MissingRole(&'static str),
+    #[error(transparent)]
+    Hash(#[from] HashError),
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+fn describe(fields: &[InvalidField]) -> String {
+    fields
+        .iter()
+        .map(|f| format!("{}: {}", f.field, f.message))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// What a superuser gives to create an account.
+#[derive(Clone, Default)]
+pub struct NewUser {
+    pub email: String,
+    pub name: Option<String>,
+    pub password: String,
+    pub is_superuser: bool,
+    pub is_active: bool,
+    pub is_verified: bool,
+}
+
+// By hand, so the password never shows in a log or a panic message.
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser")
+            .field("email", &self.email)
+            .field("name", &self.name)
+            .field("is_superuser", &self.is_superuser)
+            .field("is_active", &self.is_active)
+            .field("is_verified", &self.is_verified)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Changes to an account; `None` leaves a field as it is.
+#[derive(Clone, Default)]
+pub struct UserPatch {
+    /// `Some(None)` clears the name.
+    pub name: Option<Option<String>>,
+    pub email: Option<String>,
+    pub password: Option<String>,
+    pub is_active: Option<bool>,
+    /// Also assigns or revokes the `superuser` role.
+    pub is_superuser: Option<bool>,
+    /// Setting it stamps `verified_at` with today (kept when already verified); clearing it
+    /// clears `verified_at`.
+    pub is_verified: Option<bool>,
+}
+
+impl std::fmt::Debug for UserPatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserPatch")
+            .field("name", &self.name)
+            .field("email", &self.email)
+            .field("password", &self.password.as_ref().map(|_| "(redacted)"))
+            .field("is_active", &self.is_active)
+            .field("is_superuser", &self.is_superuser)
+            .field("is_verified", &self.is_verified)
+            .finish()
+    }
+}
+
+/// The stored form of an email: trimmed and lowercased.
+pub fn normalize_email(email: &str) -> String {
+    email.trim().to_lowercase()
+}
+
+/// What is wrong with an (already normalized) email, if anything.
+pub fn email_problem(email: &str) -> Option<String> {
+    if email.is_empty() {
+        return Some("is required".into());
+    }
+    if email.chars().count() > MAX_EMAIL_CHARS {
+        return Some(format!("must be at most {MAX_EMAIL_CHARS} characters"));
+    }
+    let plausible = email.split_once('@').is_some_and(|(local, domain)| {
+        let bad_char = |c: char| c.is_whitespace() || c.is_control() || "<>()[],;:\"\\".contains(c);
+        let dotted_ok = |part: &str| {
+            !part.is_empty()
+                && !part.starts_with('.')
+                && !part.ends_with('.')
+                && !part.contains("..")
+        };
+        dotted_ok(local)
+            && local.chars().count() <= 64
+            && !local.chars().any(bad_char)
+            && dotted_ok(domain)
+            && domain.contains('.')
+            && domain.split('.').all(|label| {
+                !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+            })
+    });
+    (!plausible).then(|| "is not a plausible email address".into())
+}
+
+/// What is wrong with a password, if anything.
+pub fn password_problem(password: &str) -> Option<String> {
+    let chars = password.chars().count();
+    if chars == 0 {
+        Some("is required".into())
+    } else if chars < MIN_PASSWORD_CHARS {
+        Some(format!("must be at least {MIN_PASSWORD_CHARS} characters"))
+    } else if chars > MAX_PASSWORD_CHARS {
+        Some(format!("must be at most {MAX_PASSWORD_CHARS} characters"))
+    } else {
+        None
+    }
+}
+
+/// The stored form of a display name: trimmed, `None` when blank.
+fn normalize_name(name: Option<&str>) -> Option<String> {
+    name.map(str::trim)
+        .filter(|name| !name.is_empty())
+        .map(str::to_string)
+}
+
+fn check_name(name: Option<&str>, problems: &mut Vec<InvalidField>) {
+    if name.is_some_and(|name| name.chars().count() > MAX_NAME_CHARS) {
+        problems.push(InvalidField::new(
+            "name",
+            format!("must be at most {MAX_NAME_CHARS} characters"),
+        ));
+    }
+}
+
+fn check_email(email: &str, problems: &mut Vec<InvalidField>) {
+    if let Some(message) = email_problem(email) {
+        problems.push(InvalidField::new("email", message));
+    }
+}
+
+fn check_password(password: &str, problems: &mut Vec<InvalidField>) {
+    if let Some(message) = password_problem(password) {
+        problems.push(InvalidField::new("password", message));
+    }
+}
+
+fn ok_or_invalid(problems: Vec<InvalidField>) -> Result<(), AccountError> {
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(AccountError::Invalid(problems))
+    }
+}
+
+/// A unique violation on insert or update of an account can only be the email.
+fn taken_or(email: &str, err: DbErr) -> AccountError {
+    match err.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(_)) => AccountError::EmailTaken(email.to_string()),
+        _ => AccountError::Db(err),
+    }
+}
+
+async fn email_exists(db: &impl ConnectionTrait, email: &str) -> Result<bool, DbErr> {
+    Ok(user_account::Entity::find()
+        .filter(user_account::Column::Email.eq(email))
+        .count(db)
+        .await?
+        > 0)
+}
+
+/// The account with this email (normalized first), if any.
+pub async fn find_by_email(
+    db: &impl ConnectionTrait,
+    email: &str,
+) -> Result<Option<user_account::Model>, DbErr> {
+    user_account::Entity::find()
+        .filter(user_account::Column::Email.eq(normalize_email(email)))
+        .one(db)
+        .await
+}
+
+/// The role with this slug, if any.
+pub(crate) async fn find_role(
+    db: &impl ConnectionTrait,
+    slug: &str,
+) -> Result<Option<role::Model>, DbErr> {
+    role::Entity::find()
+        .filter(role::Column::Slug.eq(slug))
+        .one(db)
+        .await
+}
+
+/// Gives `user_id` the role; nothing happens when it already holds it.
+pub(crate) async fn link_role(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    role_id: Uuid,
+) -> Result<(), DbErr> {
+    let now = chrono::Utc::now();
+    let mut link = user_account_role::ActiveModel::new();
+    link.user_id = Set(user_id);
+    link.role_id = Set(role_id);
+    link.assigned_at = Set(now);
+    link.created_at = Set(now);
+    link.updated_at = Set(now);
+    // ON CONFLICT DO NOTHING rather than catching the violation: on PostgreSQL a failed
+    // statement would abort the surrounding transaction.
+    user_account_role::Entity::insert(link)
+        .on_conflict_do_nothing_on([
+            user_account_role::Column::UserId,
+            user_account_role::Column::RoleId,
+        ])
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// Takes the role from `user_id`; nothing happens when it does not hold it.
+pub(crate) async fn unlink_role(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    role_id: Uuid,
+) -> Result<(), DbErr> {
+    user_account_role::Entity::delete_many()
+        .filter(user_account_role::Column::UserId.eq(user_id))
+        .filter(user_account_role::Column::RoleId.eq(role_id))
+        .exec(db)
+        .await?;
+    Ok(())
+}
+
+async fn required_role(
+    db: &impl ConnectionTrait,
+    slug: &'static str,
+) -> Result<role::Model, AccountError> {
+    find_role(db, slug)
+        .await?
+        .ok_or(AccountError::MissingRole(slug))
+}
+
+/// Inserts a checked account with its roles, in one transaction.
+async fn insert_account(
+    db: &DatabaseConnection,
+    new: NewUser,
+    hashed_password: String,
+) -> Result<user_account::Model, AccountError> {
+    let txn = crate::db::begin_write(db).await?;
+    let access = required_role(&txn, APPLICATION_ACCESS_ROLE).await?;
+    let superuser = if new.is_superuser {
+        Some(required_role(&txn, SUPERUSER_ROLE).await?)
+    } else {
+        None
+    };
+    let today = chrono::Utc::now().date_naive();
+    let mut row = user_account::ActiveModel::new();
+    row.email = Set(new.email.clone());
+    row.name = Set(new.name);
+    row.hashed_password = Set(Some(hashed_password));
+    row.avatar_url = Set(None);
+    row.is_active = Set(new.is_active);
+    row.is_superuser = Set(new.is_superuser);
+    row.is_verified = Set(new.is_verified);
+    row.verified_at = Set(new.is_verified.then_some(today));
+    row.joined_at = Set(today);
+    row.login_count = Set(0);
+    let user = row
+        .insert(&txn)
+        .await
+        .map_err(|err| taken_or(&new.email, err))?;
+    link_role(&txn, user.id, access.id).await?;
+    if let Some(superuser) = superuser {
+        link_role(&txn, user.id, superuser.id).await?;
+    }
+    txn.commit().await?;
+    Ok(user)
+}
+
+/// Checks and normalizes a new account, then hashes its password.
+async fn prepare(
+    db: &DatabaseConnection,
+    mut new: NewUser,
+) -> Result<(NewUser, String), AccountError> {
+    new.email = normalize_email(&new.email);
+    new.name = normalize_name(new.name.as_deref());
+    let mut problems = Vec::new();
+    check_email(&new.email, &mut problems);
+    check_name(new.name.as_deref(), &mut problems);
+    check_password(&new.password, &mut problems);
+    ok_or_invalid(problems)?;
+    // Checked first for a clear answer without hashing; the unique key still decides a race.
+    if email_exists(db, &new.email).await? {
+        return Err(AccountError::EmailTaken(new.email));
+    }
+    let hashed = passwords::hash(std::mem::take(&mut new.password)).await?;
+    Ok((new, hashed))
+}
+
+/// Registers an active, unverified account holding the `application-access` role.
+///
+/// The email is trimmed and lowercased and must look like an address; the password needs at
+/// least [`MIN_PASSWORD_CHARS`] characters. A taken email is [`AccountError::EmailTaken`], also
+/// when another sign-up wins a race for it.
+#[tracing::instrument(skip(db, password))]
+pub async fn signup(
+    db: &DatabaseConnection,
+    email: &str,
+    name: Option<&str>,
+    password: &str,
+) -> Result<user_account::Model, AccountError> {
+    let new = NewUser {
+        email: email.to_string(),
+        name: name.map(str::to_string),
+        password: password.to_string(),
+        is_superuser: false,
+        is_active: true,
+        is_verified: false,
+    };
+    let (new, hashed) = prepare(db, new).await?;
+    let user = insert_account(db, new, hashed).await?;
+    tracing::info!(user_id = %user.id, "account signed up");
+    Ok(user)
+}
+
+/// Creates an account with the given flags (for superusers and `app user create`). It gets
+/// the `application-access` role, and the `superuser` role too when `is_superuser` is set.
+#[tracing::instrument(skip(db))]
+pub async fn create_user(
+    db: &DatabaseConnection,
+    new: NewUser,
+) -> Result<user_account::Model, AccountError> {
+    let (new, hashed) = prepare(db, new).await?;
+    let user = insert_account(db, new, hashed).await?;
+    tracing::info!(user_id = %user.id, "account created");
+    Ok(user)
+}
+
+/// A valid argon2id hash of nothing in particular, to verify against when the email is
+/// unknown: the answer then takes as long as for a wrong password.
+async fn dummy_hash() -> &'static str {
+    static DUMMY: OnceCell<String> = OnceCell::const_new();
+    DUMMY
+        .get_or_init(|| async {
+            passwords::hash(Uuid::now_v7().to_string())
+                .await
+                .unwrap_or_default()
+        })
+        .await
+}
+
+/// The account of `email` when `password` is its password, with `login_count` counted up.
+///
+/// An unknown email and a wrong password are the same [`AccountError::InvalidCredentials`]
+/// and take about the same time. [`AccountError::Inactive`] is told only to a caller who knew
+/// the password.
+#[tracing::instrument(skip(db, password))]
+pub async fn authenticate(
+    db: &DatabaseConnection,
+    email: &str,
+    password: &str,
+) -> Result<user_account::Model, AccountError> {
+    let user = find_by_email(db, email).await?;
+    let stored = user.as_ref().and_then(|user| user.hashed_password.clone());
+    let matches = match stored {
+        Some(hash) => passwords::verify(password.to_string(), hash).await,
+        None => {
+            passwords::verify(password.to_string(), dummy_hash().await.to_string()).await;
+            false
+        }
+    };
+    let Some(mut user) = user.filter(|_| matches) else {
+        tracing::info!("sign-in refused");
+        return Err(AccountError::InvalidCredentials);
+    };
+    if !user.is_active {
+        tracing::info!(user_id = %user.id, "sign-in of an inactive account refused");
+        return Err(AccountError::Inactive);
+    }
+    // One statement, so concurrent sign-ins all count.
+    user_account::Entity::update_many()
+        .col_expr(
+            user_account::Column::LoginCount,
+            Expr::col(user_account::Column::LoginCount).add(1),
+        )
+        .col_expr(
+            user_account::Column::UpdatedAt,
+            Expr::value(chrono::Utc::now()),
+        )
+        .filter(user_account::Column::Id.eq(user.id))
+        .exec(db)
+        .await?;
+    user.login_count += 1;
+    tracing::info!(user_id = %user.id, "signed in");
+    Ok(user)
+}
+
+/// One page of accounts, oldest first, and how many match in all.
+///
+/// `search` matches a part of the email or the name, ignoring case (on SQLite, case is
+/// ignored for ASCII letters only).
+#[tracing::instrument(skip(db))]
+pub async fn list_users(
+    db: &DatabaseConnection,
+    search: Option<&str>,
+    limit: u64,
+    offset: u64,
+) -> Result<(Vec<user_account::Model>, u64), AccountError> {
+    let mut query = user_account::Entity::find();
+    if let Some(term) = search.map(str::trim).filter(|term| !term.is_empty()) {
+        let escaped: String = term
+            .to_lowercase()
+            .chars()
+            .flat_map(|c| match c {
+                '%' | '_' | '\\' => vec!['\\', c],
+                c => vec![c],
+            })
+            .collect();
+        let pattern = format!("%{escaped}%");
+        let contains = |column: user_account::Column| {
+            Expr::expr(Func::lower(Expr::col(column)))
+                .like(LikeExpr::new(pattern.clone()).escape('\\'))
+        };
+        query = query.filter(
+            Condition::any()
+                .add(contains(user_account::Column::Email))
+                .add(contains(user_account::Column::Name)),
+        );
+    }
+    let total = query.clone().count(db).await?;
+    let users = query
+        .order_by_asc(user_account::Column::CreatedAt)
+        .order_by_asc(user_account::Column::Id)
+        .limit(limit)
+        .offset(offset)
+        .all(db)
+        .await?;
+    Ok((users, total))
+}
+
+/// The account with this id.
+#[tracing::instrument(skip(db))]
+pub async fn get_user(
+    db: &DatabaseConnection,
+    id: Uuid,
+) -> Result<user_account::Model, AccountError> {
+    user_account::Entity::find_by_id(id)
+        .one(db)
+        .await?
+        .ok_or(AccountError::NotFound(id))
+}
+
+/// Applies `patch` to the account `id`, in one transaction. Every field is checked before
+/// anything is written; a changed `is_superuser` also assigns or revokes the `superuser` role.
+#[tracing::instrument(skip(db))]
+pub async fn update_user(
+    db: &DatabaseConnection,
+    id: Uuid,
+    mut patch: UserPatch,
+) -> Result<user_account::Model, AccountError> {
+    let email = patch.email.as_deref().map(normalize_email);
+    let name = patch
+        .name
+        .as_ref()
+        .map(|name| normalize_name(name.as_deref()));
+    let mut problems = Vec::new();
+    if let Some(email) = &email {
+        check_email(email, &mut problems);
+    }
+    if let Some(Some(name)) = &name {
+        check_name(Some(name), &mut problems);
+    }
+    if let Some(password) = &patch.password {
+        check_password(password, &mut problems);
+    }
+    ok_or_invalid(problems)?;
+    let current = get_user(db, id).await?;
+    if let Some(email) = email.as_ref().filter(|email| **email != current.email)
+        && email_exists(db, email).await?
+    {
+        return Err(AccountError::EmailTaken(email.clone()));
+    }
+    // Hashed before the transaction, so no connection waits on argon2.
+    let hashed = match patch.password.take() {
+        Some(password) => Some(passwords::hash(password).await?),
+        None => None,
+    };
+
+    let txn = crate::db::begin_write(db).await?;
+    let superuser_change = patch
+        .is_superuser
+        .filter(|wanted| *wanted != current.is_superuser);
+    let was_verified = current.is_verified;
+    let mut row = current.into_active_model();
+    if let Some(email) = &email {
+        row.email = Set(email.clone());
+    }
+    if let Some(name) = name {
+        row.name = Set(name);
+    }
+    if let Some(hashed) = hashed {
+        row.hashed_password = Set(Some(hashed));
+    }
+    if let Some(active) = patch.is_active {
+        row.is_active = Set(active);
+    }
+    if let Some(superuser) = patch.is_superuser {
+        row.is_superuser = Set(superuser);
+    }
+    match patch.is_verified {
+        Some(true) if !was_verified => {
+            row.is_verified = Set(true);
+            row.verified_at = Set(Some(chrono::Utc::now().date_naive()));
+        }
+        Some(false) => {
+            row.is_verified = Set(false);
+            row.verified_at = Set(None);
+        }
+        _ => {}
+    }
+    let email_for_error = email.clone().unwrap_or_default();
+    let user = row
+        .update(&txn)
+        .await
+        .map_err(|err| taken_or(&email_for_error, err))?;
+    if let Some(superuser) = superuser_change {
+        let role = required_role(&txn, SUPERUSER_ROLE).await?;
+        if superuser {
+            link_role(&txn, user.id, role.id).await?;
+        } else {
+            unlink_role(&txn, user.id, role.id).await?;
+        }
+    }
+    txn.commit().await?;
+    tracing::info!(user_id = %user.id, "account updated");
+    Ok(user)
+}
+
+/// Deletes the account; the database's cascades take its todos, tags and role links.
+#[tracing::instrument(skip(db))]
+pub async fn delete_user(db: &DatabaseConnection, id: Uuid) -> Result<(), AccountError> {
+    let result = user_account::Entity::delete_by_id(id).exec(db).await?;
+    if result.rows_affected == 0 {
+        return Err(AccountError::NotFound(id));
+    }
+    tracing::info!(user_id = %id, "account deleted");
+    Ok(())
+}
+
+/// The roles of one account, by slug (none for an unknown id), in one query.
+#[tracing::instrument(skip(db))]
+pub async fn roles_of(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+) -> Result<Vec<role::Model>, AccountError> {
+    let links = user_account_role::Entity::find()
+        .filter(user_account_role::Column::UserId.eq(user_id))
+        .find_also_related(role::Entity)
+        .all(db)
+        .await?;
+    let mut roles: Vec<role::Model> = links.into_iter().filter_map(|(_, role)| role).collect();
+    roles.sort_by(|a, b| a.slug.cmp(&b.slug));
+    Ok(roles)
+}
+
+/// The roles of each account, in the order given, in one query for all of them.
+#[tracing::instrument(skip_all, fields(users = users.len()))]
+pub async fn roles_of_each(
+    db: &impl ConnectionTrait,
+    users: &[user_account::Model],
+) -> Result<Vec<Vec<role::Model>>, AccountError> {
+    let mut all = users.load_many(role::Entity, db).await?;
+    for roles in &mut all {
+        roles.sort_by(|a, b| a.slug.cmp(&b.slug));
+    }
+    Ok(all)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plausible_emails() {
+        for ok in ["a@b.co", "first.last+tag@sub.example.org", "ü@bücher.de"] {
+            assert_eq!(email_problem(ok), None, "{ok}");
+        }
+        for bad in [
+            "plain",
+            "@example.com",
+            "a@",
+            "a@localhost",
+            "a b@example.com",
+            "a@@example.com",
+            "a@exa mple.com",
+            ".a@example.com",
+            "a..b@example.com",
+            "a@example..com",
+            "a@-example.com",
+            "a@example.com.",
+        ] {
+            assert!(email_problem(bad).is_some(), "{bad}");
+        }
+        assert_eq!(email_problem("").as_deref(), Some("is required"));
+        let long = format!("{}@example.com", "a".repeat(250));
+        assert!(email_problem(&long).is_some());
+    }
+
+    #[test]
+    fn password_rules() {
+        assert_eq!(password_problem("").as_deref(), Some("is required"));
+        assert!(password_problem("seven77").is_some());
+        assert_eq!(password_problem("eight888"), None);
+        assert!(password_problem(&"x".repeat(MAX_PASSWORD_CHARS + 1)).is_some());
+    }
+
+    #[test]
+    fn emails_are_trimmed_and_lowercased() {
+        assert_eq!(normalize_email("  Ann@Example.COM "), "ann@example.com");
+    }
+
+    #[test]
+    fn secrets_stay_out_of_debug_output() {
+        let new = NewUser {
+            password: "hunter2hunter2".into(),
+            ..NewUser::default()
+        };
+        assert!(!format!("{new:?}").contains("hunter2"));
+        let patch = UserPatch {
+            password: Some("hunter2hunter2".into()),
+            ..UserPatch::default()
+        };
+        assert!(!format!("{patch:?}").contains("hunter2"));
+    }
+}

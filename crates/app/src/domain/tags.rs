@@ -1,0 +1,225 @@
+//! Tags: labels a user puts on their own todos. Names are unique per user (the unique key
+//! `(user_id, name)` decides, so two requests racing for the same name cannot both win), and
+//! deleting a tag detaches it from every todo through the foreign key's cascade.
+
+use std::collections::HashSet;
+
+use chrono::Utc;
+use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::{
+    ActiveModelBehavior, ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
+    FromQueryResult, JoinType, QueryFilter, QuerySelect, RelationTrait, SqlErr,
+};
+use uuid::Uuid;
+
+use crate::models::{tag, user_account_todo_tag};
+
+/// Longest tag name accepted, in characters (the column's length).
+pub const MAX_NAME_CHARS: usize = 100;
+/// Longest color accepted, in characters (the column's length).
+pub const MAX_COLOR_CHARS: usize = 100;
+
+/// Why a tag operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TagError {
+    /// Each broken rule as `(field, message)`, the field spelled as clients write it.
+    #[error("{}", describe(.0))]
+    Invalid(Vec<(String, String)>),
+    #[error("you already have a tag named {0:?}")]
+    Duplicate(String),
+    /// Unknown, or another user's (the two are not told apart).
+    #[error("tag {0} not found")]
+    NotFound(Uuid),
+    #[error(transparent)]
+    Db(#[from] DbErr),
+}
+
+pub(crate) fn describe(problems: &[(String, String)]) -> String {
+    problems
+        .iter()
+        .map(|(field, message)| format!("{field}: {message}"))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// A tag with the number of todos carrying it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TagSummary {
+    pub id: Uuid,
+    pub name: String,
+    pub color: Option<String>,
+    pub todo_count: u64,
+}
+
+#[derive(Debug, FromQueryResult)]
+struct TagCountRow {
+    id: Uuid,
+    name: String,
+    color: Option<String>,
+    todo_count: i64,
+}
+
+/// Checks one tag name as given (it is trimmed first); `None` when it is fine.
+pub fn check_name(name: &str) -> Option<String> {
+    let chars = name.trim().chars().count();
+    if chars == 0 {
+        Some("must not be empty".into())
+    } else if chars > MAX_NAME_CHARS {
+        Some(format!(
+            "must be at most {MAX_NAME_CHARS} characters (got {chars})"
+        ))
+    } else {
+        None
+    }
+}
+
+/// The user's tags by name (byte order), each with the number of its todos: one query (LEFT
+/// JOIN and GROUP BY), whatever the number of tags.
+#[tracing::instrument(skip(db))]
+pub async fn list(db: &impl ConnectionTrait, user_id: Uuid) -> Result<Vec<TagSummary>, TagError> {
+    let rows = tag::Entity::find()
+        .select_only()
+        .column(tag::Column::Id)
+        .column(tag::Column::Name)
+        .column(tag::Column::Color)
+        .column_as(
+            Expr::col((
+                user_account_todo_tag::Entity,
+                user_account_todo_tag::Column::Id,
+            ))
+            .count(),
+            "todo_count",
+        )
+        .join(
+            JoinType::LeftJoin,
+            user_account_todo_tag::Relation::Tag.def().rev(),
+        )
+        .filter(tag::Column::UserId.eq(user_id))
+        .group_by(tag::Column::Id)
+        .group_by(tag::Column::Name)
+        .group_by(tag::Column::Color)
+        .into_model::<TagCountRow>()
+        .all(db)
+        .await?;
+    let mut tags: Vec<TagSummary> = rows
+        .into_iter()
+        .map(|row| TagSummary {
+            id: row.id,
+            name: row.name,
+            color: row.color,
+            todo_count: u64::try_from(row.todo_count).unwrap_or(0),
+        })
+        .collect();
+    // Sorted here rather than in SQL, so the order is the same on both databases whatever
+    // PostgreSQL's collation.
+    tags.sort_by(|a, b| a.name.cmp(&b.name).then(a.id.cmp(&b.id)));
+    Ok(tags)
+}
+
+/// Makes a tag for the user. The name is trimmed; a name the user already has is
+/// [`TagError::Duplicate`], decided by the unique key so that concurrent requests agree.
+#[tracing::instrument(skip(db))]
+pub async fn create(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    name: &str,
+    color: Option<&str>,
+) -> Result<tag::Model, TagError> {
+    let name = name.trim();
+    let mut problems = Vec::new();
+    if let Some(message) = check_name(name) {
+        problems.push(("name".to_string(), message));
+    }
+    if let Some(color) = color {
+        let chars = color.chars().count();
+        if chars > MAX_COLOR_CHARS {
+            problems.push((
+                "color".to_string(),
+                format!("must be at most {MAX_COLOR_CHARS} characters (got {chars})"),
+            ));
+        }
+    }
+    if !problems.is_empty() {
+        return Err(TagError::Invalid(problems));
+    }
+    let mut row = tag::ActiveModel::new();
+    row.name = Set(name.to_string());
+    row.color = Set(color.map(str::to_string));
+    row.user_id = Set(user_id);
+    row.insert(db).await.map_err(|err| match err.sql_err() {
+        Some(SqlErr::UniqueConstraintViolation(_)) => TagError::Duplicate(name.to_string()),
+        _ => TagError::Db(err),
+    })
+}
+
+/// Deletes one of the user's tags; the todos carrying it lose it (ON DELETE CASCADE on the
+/// link table) and stay.
+#[tracing::instrument(skip(db))]
+pub async fn delete(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    tag_id: Uuid,
+) -> Result<(), TagError> {
+    let result = tag::Entity::delete_many()
+        .filter(tag::Column::Id.eq(tag_id))
+        .filter(tag::Column::UserId.eq(user_id))
+        .exec(db)
+        .await?;
+    if result.rows_affected == 0 {
+        return Err(TagError::NotFound(tag_id));
+    }
+    Ok(())
+}
+
+/// The user's tags with these names, making the missing ones (without a color); in the order
+/// of first mention, names trimmed and duplicates dropped. Two statements whatever the number
+/// of names (an INSERT ... ON CONFLICT DO NOTHING, then a SELECT), none for no names.
+///
+/// Run it inside the caller's transaction. The names must already be valid ([`check_name`]).
+pub async fn ensure_tags(
+    txn: &impl ConnectionTrait,
+    user_id: Uuid,
+    names: &[String],
+) -> Result<Vec<tag::Model>, DbErr> {
+    let names = unique_trimmed(names);
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
+    let now = Utc::now();
+    let rows = names.iter().map(|name| {
+        let mut row = tag::ActiveModel::new();
+        row.name = Set(name.clone());
+        row.color = Set(None);
+        row.user_id = Set(user_id);
+        row.created_at = Set(now);
+        row.updated_at = Set(now);
+        row
+    });
+    tag::Entity::insert_many(rows)
+        .on_conflict(
+            OnConflict::columns([tag::Column::UserId, tag::Column::Name])
+                .do_nothing()
+                .to_owned(),
+        )
+        .try_insert()
+        .exec_without_returning(txn)
+        .await?;
+    let mut found = tag::Entity::find()
+        .filter(tag::Column::UserId.eq(user_id))
+        .filter(tag::Column::Name.is_in(names.iter().cloned()))
+        .all(txn)
+        .await?;
+    found.sort_by_key(|tag| names.iter().position(|name| *name == tag.name));
+    Ok(found)
+}
+
+/// Trimmed names without repeats, in the order first given.
+pub(crate) fn unique_trimmed(names: &[String]) -> Vec<String> {
+    let mut seen = HashSet::new();
+    names
+        .iter()
+        .map(|name| name.trim().to_string())
+        .filter(|name| seen.insert(name.clone()))
+        .collect()
+}
