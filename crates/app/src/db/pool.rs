@@ -10,7 +10,8 @@
 //!   ping, so back-to-back queries can briefly open an overflow connection; the grace period
 //!   keeps such a connection for reuse instead of reopening one per burst.)
 //! - `POOL_TIMEOUT` bounds a checkout (`acquire_timeout`).
-//! - `POOL_RECYCLE` bounds a connection's life (`max_lifetime`, checked at checkout and checkin).
+//! - `POOL_RECYCLE` bounds a connection's life: one older than that is closed at its next
+//!   checkout or checkin (by the hooks here).
 //! - `PRE_POOL_PING` pings an idle connection before handing it out (`test_before_acquire`);
 //!   a dead one is closed and replaced without the caller seeing an error.
 //! - `POOL_DISABLED` closes every connection on checkin and keeps none open.
@@ -92,7 +93,10 @@ pub fn options<DB: sqlx::Database>(
         .min_connections(shape.min)
         .max_connections(shape.max)
         .acquire_timeout(settings.pool_timeout)
-        .max_lifetime(shape.recycle)
+        // Recycling is done by the hooks below, not by sqlx's `max_lifetime`: setting that (or
+        // `idle_timeout`) starts sqlx's reaper task, whose loop over `num_idle()` can read the
+        // idle count mid-update (wrapped below zero) and spin at full CPU.
+        .max_lifetime(None)
         .idle_timeout(None)
         .test_before_acquire(settings.pre_ping);
     if echo {
