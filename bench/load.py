@@ -13,7 +13,7 @@ of each kind (captured from the server's DATABASE_ECHO log, values inlined; the 
 makes are replaced by fresh ones per transaction) at the same concurrency, and the ratio
 service/pgbench is printed: how much of the database's own throughput the service keeps.
 
-Usage: bench/load.py [--duration 15] [--connections 16] [--todos 5000] [--pg URL] [--binary PATH]
+Usage: bench/load.py [--duration 15] [--connections 16] [--rounds 3] [--todos 5000] [--pg URL] [--binary PATH]
 Needs: `cargo build --release -p app`, wrk (Debian: apt-get install wrk), psql and pgbench.
 """
 
@@ -23,6 +23,7 @@ import os
 import re
 import secrets
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -145,8 +146,10 @@ def pgbench_file(path, statements, fresh_ids=(), transaction=False):
     """Writes a pgbench script; ids in `fresh_ids` become a new UUID per transaction."""
     lines = []
     fresh = {old: f"fresh{i}" for i, old in enumerate(fresh_ids)}
-    for name in fresh.values():
-        lines.append(f"SELECT gen_random_uuid() AS {name} \\gset")
+    if fresh:
+        # One round trip for all the new ids.
+        columns = ", ".join(f"gen_random_uuid() AS {name}" for name in fresh.values())
+        lines.append(f"SELECT {columns} \\gset")
     if transaction:
         lines.append("BEGIN;")
     for sql in statements:
@@ -181,6 +184,7 @@ def main():
     parser.add_argument("--duration", type=int, default=15)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--todos", type=int, default=5000)
+    parser.add_argument("--rounds", type=int, default=3, help="measure each request this many times; medians are reported")
     parser.add_argument("--port", type=int, default=18765)
     parser.add_argument("--pg", default=os.environ.get("TEST_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/postgres"))
     parser.add_argument("--binary", default=os.path.join(ROOT, "target", "release", "app"))
@@ -244,20 +248,26 @@ def main():
             ("get", f"/api/todos/{todo_id}", "get.lua"),
             ("post", "/api/todos", "post.lua"),
         ):
-            result = wrk(server.base + path, script, args, token)
-            tps = pgbench(url, files[kind], args)
-            rows.append((kind, path, result, tps, len(captured[kind])))
+            # Service and pgbench alternate, so drift on a shared machine hits both alike.
+            results, rates = [], []
+            for _ in range(args.rounds):
+                results.append(wrk(server.base + path, script, args, token))
+                rates.append(pgbench(url, files[kind], args))
+            result = {key: statistics.median(r[key] for r in results) for key in results[0]}
+            result["errors"] = sum(r["errors"] for r in results)
+            ratios = [r["rps"] / t for r, t in zip(results, rates) if t]
+            rows.append((kind, path, result, statistics.median(rates), len(captured[kind]), statistics.median(ratios)))
         peak = server.peak_memory_kib()
     finally:
         if server:
             server.stop()
         subprocess.run(["psql", "-q", args.pg, "-c", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], capture_output=True)
 
-    print(f"{args.connections} connections, {args.duration} s each, {args.todos} seeded todos; server peak memory {peak / 1024:.1f} MiB\n")
+    print(f"{args.connections} connections, {args.duration} s per measurement, medians of {args.rounds} rounds, "
+          f"{args.todos} seeded todos; server peak memory (VmHWM) {peak / 1024:.1f} MiB\n")
     print("| request | statements | service req/s | p50 ms | p99 ms | errors | pgbench tps (same SQL) | service / pgbench |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|")
-    for kind, path, r, tps, n in rows:
-        ratio = r["rps"] / tps if tps else 0
+    for kind, path, r, tps, n, ratio in rows:
         print(f"| {kind} `{path.split('?')[0]}` | {n} | {r['rps']:.0f} | {r['p50_ms']:.2f} | {r['p99_ms']:.2f} | {int(r['errors'])} | {tps:.0f} | {ratio:.2f} |")
     for kind, path in files.items():
         print(f"\n<details><summary>{kind}: SQL run by pgbench</summary>\n\n```sql\n{open(path).read()}```\n</details>")
