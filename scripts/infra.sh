@@ -18,7 +18,8 @@ DATA_DIR="$PG_DIR/data"
 SOCKET_DIR="$PG_DIR/run"
 LOG_FILE="$PG_DIR/postgres.log"
 HOST=127.0.0.1
-PORT=15432
+# INFRA_PORT moves it (the tests run their own cluster on 15433, so `make start-infra` stays free).
+PORT="${INFRA_PORT:-15432}"
 DB_USER=app
 DB_PASSWORD=app
 DB_NAME=app

@@ -108,14 +108,15 @@ fi
 
 # --- a server that checks passwords -------------------------------------------------------------
 # The system server trusts every local connection, so the wrong-password test needs the
-# project-local cluster (scram-sha-256 on port 15432). It lives outside the clone.
+# project-local cluster (scram-sha-256), on port 15433 so that a developer's `make start-infra`
+# (15432) is left alone. It lives outside the clone.
 if [[ -z "${TEST_AUTH_DATABASE_URL:-}" ]]; then
-    if ! { [[ -n "$PG_ISREADY" ]] && "$PG_ISREADY" -q -h 127.0.0.1 -p 15432 -t 2; }; then
-        say "starting the password-checking PostgreSQL on 127.0.0.1:15432 (scripts/infra.sh)"
-        INFRA_BACKEND=local INFRA_DIR="${TEST_INFRA_DIR:-/var/tmp/app-test-infra}" "$ROOT/scripts/infra.sh" start ||
+    if ! { [[ -n "$PG_ISREADY" ]] && "$PG_ISREADY" -q -h 127.0.0.1 -p 15433 -t 2; }; then
+        say "starting the password-checking PostgreSQL on 127.0.0.1:15433 (scripts/infra.sh)"
+        INFRA_BACKEND=local INFRA_PORT=15433 INFRA_DIR="${TEST_INFRA_DIR:-/var/tmp/app-test-infra}" "$ROOT/scripts/infra.sh" start ||
             say "warning: could not start it; the wrong-password test will fail and say why"
     fi
-    export TEST_AUTH_DATABASE_URL="postgres://app:app@127.0.0.1:15432/app"
+    export TEST_AUTH_DATABASE_URL="postgres://app:app@127.0.0.1:15433/app"
 fi
 
 # --- the tests ---------------------------------------------------------------------------------

@@ -75,6 +75,16 @@ impl Database {
     pub async fn connect(settings: &DatabaseSettings) -> Result<Self, DbError> {
         let (conn, pool, shape) = match &settings.url {
             DatabaseUrl::Postgres { options, display } => {
+                // One direct attempt first: the pool would retry a refused or failing connect
+                // until POOL_TIMEOUT and then report only a timeout; this names the cause now.
+                {
+                    use sqlx::{ConnectOptions, Connection};
+                    let first = options
+                        .connect()
+                        .await
+                        .map_err(|err| DbError::connect(display, err))?;
+                    let _ = first.close().await;
+                }
                 let shape = PoolShape::from_settings(settings, false);
                 let pool: PgPool = pool::options(settings, shape)
                     .connect_with((**options).clone())
@@ -87,6 +97,17 @@ impl Database {
             }
             DatabaseUrl::Sqlite { path } => {
                 let options = sqlite_options(path.as_deref())?;
+                if path.is_some() {
+                    // Switching a new file to WAL takes an exclusive lock, and SQLite may answer
+                    // "database is locked" at once (no busy wait) when several pool connections
+                    // try it together; one connection does it first, the rest find WAL set.
+                    use sqlx::{ConnectOptions, Connection};
+                    let first = options
+                        .connect()
+                        .await
+                        .map_err(|err| DbError::sqlite_open(path.as_deref(), err))?;
+                    let _ = first.close().await;
+                }
                 let shape = PoolShape::from_settings(settings, path.is_none());
                 let pool: SqlitePool = pool::options(settings, shape)
                     .connect_with(options)
