@@ -8,7 +8,7 @@ use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::api::{PASSWORD, TestApp, TestUser, answer};
+use crate::api::{PASSWORD, TestApp, TestUser, answer, error_fields, role_slugs};
 use crate::helpers::Kind;
 
 /// `POST /api/access/signup` with a JSON body.
@@ -58,24 +58,6 @@ pub async fn edit_user(app: &TestApp, id: Uuid, edit: impl FnOnce(&mut user_acco
     edit(&mut row);
     row.update(db.conn()).await.unwrap();
     db.close().await;
-}
-
-fn role_slugs(user: &Value) -> Vec<String> {
-    user["roles"]
-        .as_array()
-        .expect("roles is a list")
-        .iter()
-        .map(|role| role["slug"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn error_fields(problem: &Value) -> Vec<String> {
-    problem["errors"]
-        .as_array()
-        .unwrap_or_else(|| panic!("a list of errors: {problem}"))
-        .iter()
-        .map(|e| e["field"].as_str().unwrap().to_string())
-        .collect()
 }
 
 async fn signup_creates_an_account_with_the_access_role(kind: Kind) {

@@ -135,3 +135,23 @@ pub async fn answer(response: reqwest::Response) -> (u16, serde_json::Value) {
     }
     (status, body)
 }
+
+/// The `slug` of each role of a user in an answer.
+pub fn role_slugs(user: &serde_json::Value) -> Vec<String> {
+    user["roles"]
+        .as_array()
+        .expect("roles is a list")
+        .iter()
+        .map(|role| role["slug"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// The `field` of each error of a 422 problem, in order.
+pub fn error_fields(problem: &serde_json::Value) -> Vec<String> {
+    problem["errors"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a list of errors: {problem}"))
+        .iter()
+        .map(|e| e["field"].as_str().unwrap().to_string())
+        .collect()
+}

@@ -5,17 +5,8 @@ use sea_orm::{ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-use crate::api::{TestApp, TestUser, answer};
+use crate::api::{TestApp, TestUser, answer, role_slugs};
 use crate::helpers::Kind;
-
-fn role_slugs(user: &Value) -> Vec<String> {
-    user["roles"]
-        .as_array()
-        .expect("roles is a list")
-        .iter()
-        .map(|role| role["slug"].as_str().unwrap().to_string())
-        .collect()
-}
 
 async fn change(
     app: &TestApp,

@@ -70,12 +70,7 @@ fn id(value: &Value) -> String {
 }
 
 fn error_fields(problem: &Value) -> BTreeSet<String> {
-    problem["errors"]
-        .as_array()
-        .unwrap_or_else(|| panic!("a list of errors: {problem}"))
-        .iter()
-        .map(|e| e["field"].as_str().unwrap().to_string())
-        .collect()
+    crate::api::error_fields(problem).into_iter().collect()
 }
 
 fn conflicts(problem: &Value) -> BTreeSet<String> {

@@ -10,26 +10,8 @@ use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::access::login;
-use crate::api::{PASSWORD, TestApp, TestUser, answer};
+use crate::api::{PASSWORD, TestApp, TestUser, answer, error_fields, role_slugs};
 use crate::helpers::Kind;
-
-fn role_slugs(user: &Value) -> Vec<String> {
-    user["roles"]
-        .as_array()
-        .expect("roles is a list")
-        .iter()
-        .map(|role| role["slug"].as_str().unwrap().to_string())
-        .collect()
-}
-
-fn error_fields(problem: &Value) -> Vec<String> {
-    problem["errors"]
-        .as_array()
-        .unwrap_or_else(|| panic!("a list of errors: {problem}"))
-        .iter()
-        .map(|e| e["field"].as_str().unwrap().to_string())
-        .collect()
-}
 
 async fn create(app: &TestApp, admin: &TestUser, body: &Value) -> (u16, Value) {
     answer(
