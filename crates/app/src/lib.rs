@@ -7,9 +7,11 @@
 pub mod cli;
 pub mod config;
 pub mod db;
+pub mod doctor;
 pub mod domain;
 pub mod fixtures;
 pub mod http;
+pub mod metrics;
 pub mod migrate;
 pub mod migrations;
 pub mod models;

@@ -10,6 +10,7 @@ use strata::state::Direction;
 use super::output::{Format, print_json, print_pairs, print_table};
 use super::{CliError, connect_for_tooling};
 use crate::config::Settings;
+use crate::doctor::{self, Level};
 use crate::fixtures;
 use crate::migrate::{self, MakeKind};
 
@@ -96,6 +97,13 @@ pub enum DatabaseCommand {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Diagnose the database: connection, pool settings, schema revision and drift, and
+    /// backend checks (SQLite integrity, foreign keys, journal mode; PostgreSQL sizes, unused
+    /// indexes, slow statements, long sessions). Exits 1 when any finding fails.
+    Doctor {
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -163,6 +171,7 @@ pub async fn run(command: DatabaseCommand, settings: &Settings) -> Result<(), Cl
         DatabaseCommand::Show { revision, format } => show(settings, &revision, format),
         DatabaseCommand::Stamp { revision } => stamp(settings, &revision).await,
         DatabaseCommand::Check { format } => check(settings, format).await,
+        DatabaseCommand::Doctor { format } => doctor(settings, format).await,
     }
 }
 
@@ -665,5 +674,51 @@ async fn check(settings: &Settings, format: Format) -> Result<(), CliError> {
         Err(CliError::Drift(
             report.database_drift.len() + report.model_drift.len(),
         ))
+    }
+}
+
+async fn doctor(settings: &Settings, format: Format) -> Result<(), CliError> {
+    let report = doctor::diagnose(&settings.database, || {
+        connect_for_tooling(&settings.database)
+    })
+    .await;
+    match format {
+        Format::Json => print_json(&report),
+        Format::Text => {
+            let rows: Vec<Vec<String>> = report
+                .findings
+                .iter()
+                .map(|f| {
+                    vec![
+                        f.name.clone(),
+                        f.status.as_str().to_string(),
+                        f.detail.clone(),
+                    ]
+                })
+                .collect();
+            print_table(&["check", "status", "detail"], &rows);
+            let hints: Vec<_> = report
+                .findings
+                .iter()
+                .filter(|f| f.status != Level::Ok)
+                .filter_map(|f| f.hint.as_ref().map(|h| (f.name.as_str(), h)))
+                .collect();
+            if !hints.is_empty() {
+                println!("\nhints:");
+                for (name, hint) in hints {
+                    println!("  {name}: {hint}");
+                }
+            }
+            println!(
+                "\n{} ok, {} warn, {} fail",
+                report.count(Level::Ok),
+                report.count(Level::Warn),
+                report.count(Level::Fail)
+            );
+        }
+    }
+    match report.count(Level::Fail) {
+        0 => Ok(()),
+        failing => Err(CliError::Doctor(failing)),
     }
 }

@@ -77,6 +77,8 @@ pub enum CliError {
     Usage(String),
     #[error("check found {0} difference(s)")]
     Drift(usize),
+    #[error("doctor found {0} failing check(s)")]
+    Doctor(usize),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

@@ -1,7 +1,10 @@
-//! What SeaORM reports after each statement: `DATABASE_ECHO` logging and per-task counts.
+//! What SeaORM reports after each statement: `DATABASE_ECHO` logging, per-task counts and the
+//! statement-duration metric.
 
 use std::cell::Cell;
 use std::future::Future;
+
+use crate::metrics::Metrics;
 
 /// The tracing target of echoed statements, so `RUST_LOG=app::db::sql=info` selects them.
 pub const SQL_TARGET: &str = "app::db::sql";
@@ -20,9 +23,11 @@ pub async fn count_statements<F: Future>(work: F) -> (F::Output, usize) {
         .await
 }
 
-/// SeaORM's metric callback: counts the statement for the task, and logs it when `echo`.
-pub(super) fn on_statement(info: &sea_orm::metric::Info<'_>, echo: bool) {
+/// SeaORM's metric callback: counts the statement for the task, records its duration in
+/// `metrics`, and logs it when `echo`.
+pub(super) fn on_statement(info: &sea_orm::metric::Info<'_>, echo: bool, metrics: &Metrics) {
     let _ = STATEMENTS.try_with(|count| count.set(count.get() + 1));
+    metrics.observe_statement(info.elapsed, info.failed);
     if echo {
         tracing::info!(
             target: SQL_TARGET,

@@ -21,6 +21,7 @@ use sqlx::postgres::PgPool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
 
 use crate::config::{Backend, DatabaseSettings, DatabaseUrl};
+use crate::metrics::Metrics;
 pub use error::DbError;
 use pool::{OwnedPool, PoolShape};
 
@@ -44,6 +45,7 @@ pub struct Database {
     pool_size: u32,
     max_overflow: u32,
     pool_timeout: Duration,
+    metrics: Arc<Metrics>,
 }
 
 /// The pool's figures at one moment.
@@ -121,7 +123,9 @@ impl Database {
         };
         let mut conn = conn;
         let echo = settings.echo;
-        conn.set_metric_callback(move |info| echo::on_statement(info, echo));
+        let metrics = Arc::new(Metrics::new());
+        let recorder = Arc::clone(&metrics);
+        conn.set_metric_callback(move |info| echo::on_statement(info, echo, &recorder));
         let db = Database {
             conn,
             pool,
@@ -130,6 +134,7 @@ impl Database {
             pool_size: settings.pool_size,
             max_overflow: settings.max_overflow,
             pool_timeout: settings.pool_timeout,
+            metrics,
         };
         // A file that is not a database opens fine; the first query tells.
         db.select_one().await?;
@@ -144,6 +149,11 @@ impl Database {
 
     pub fn backend(&self) -> Backend {
         self.backend
+    }
+
+    /// This database's metrics (and the app's: the HTTP layer records into them too).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// Open, idle and in-use connections now.
@@ -162,10 +172,12 @@ impl Database {
         }
     }
 
-    /// Turns a SeaORM error into ours: a pool timeout gets the pool's figures.
+    /// Turns a SeaORM error into ours: a pool timeout gets the pool's figures, and is counted
+    /// in `app_db_pool_acquire_timeouts_total`.
     pub fn explain(&self, err: sea_orm::DbErr) -> DbError {
         match err {
             sea_orm::DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout) => {
+                self.metrics.pool_timeout();
                 let status = self.pool_status();
                 DbError::PoolTimeout {
                     waited: self.pool_timeout,
@@ -175,6 +187,31 @@ impl Database {
                 }
             }
             other => DbError::from_db_err(other),
+        }
+    }
+
+    /// Checks a connection out of the pool and gives it straight back, timing the checkout in
+    /// `app_db_pool_acquire_wait_seconds`. SeaORM checks out inside each query where the wait
+    /// cannot be seen, so this explicit checkout is the one the histogram measures.
+    pub async fn probe_checkout(&self) -> Result<Duration, DbError> {
+        let started = Instant::now();
+        let checked_out = match &self.pool {
+            Pool::Postgres(pool) => pool.0.acquire().await.map(drop),
+            Pool::Sqlite(pool) => pool.0.acquire().await.map(drop),
+        };
+        let waited = started.elapsed();
+        match checked_out {
+            Ok(()) => {
+                self.metrics.observe_acquire_wait(waited);
+                Ok(waited)
+            }
+            Err(sqlx::Error::PoolTimedOut) => {
+                self.metrics.observe_acquire_wait(waited);
+                Err(self.explain(sea_orm::DbErr::ConnectionAcquire(
+                    sea_orm::ConnAcquireErr::Timeout,
+                )))
+            }
+            Err(err) => Err(DbError::connect("the database pool", err)),
         }
     }
 

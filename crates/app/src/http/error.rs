@@ -12,6 +12,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::db::DbError;
+use crate::metrics::PoolTimeoutSeen;
 
 /// One invalid field of a request, in a 422 answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -152,9 +153,23 @@ impl From<sea_orm::DbErr> for ApiError {
     }
 }
 
+impl ApiError {
+    /// A pool timeout that came straight from SeaORM (`From<DbErr>`). One that went through
+    /// `Database::explain` is a `DbError::PoolTimeout` and was counted there.
+    fn is_uncounted_pool_timeout(&self) -> bool {
+        matches!(
+            self,
+            ApiError::Unavailable(DbError::Query(sea_orm::DbErr::ConnectionAcquire(
+                sea_orm::ConnAcquireErr::Timeout
+            )))
+        )
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
+        let uncounted_timeout = self.is_uncounted_pool_timeout();
         if status.is_server_error() {
             tracing::error!(error = ?self, "request failed");
         }
@@ -168,6 +183,10 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if uncounted_timeout {
+            // `From<DbErr>` has no `Database` to count with; the metrics middleware counts it.
+            response.extensions_mut().insert(PoolTimeoutSeen);
         }
         response
     }

@@ -4,6 +4,7 @@ mod access;
 pub mod error;
 pub mod extract;
 mod health;
+mod metrics;
 pub mod openapi;
 mod roles;
 mod tags;
@@ -44,6 +45,7 @@ pub fn app(state: AppState) -> Router {
     let body_limit = state.settings.http.max_body_bytes;
     Router::new()
         .merge(health::router())
+        .merge(metrics::router())
         .merge(access::router())
         .merge(users::router())
         .merge(roles::router())
@@ -59,5 +61,10 @@ pub fn app(state: AppState) -> Router {
                 .map(MatchedPath::as_str);
             tracing::info_span!("http", method = %req.method(), route)
         }))
+        // Outermost, and added with `Router::layer` so it runs per route and sees `MatchedPath`.
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::record,
+        ))
         .with_state(state)
 }

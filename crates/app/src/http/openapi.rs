@@ -52,6 +52,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     let mut doc = BaseDoc::openapi();
     for part in [
         super::health::openapi(),
+        super::metrics::openapi(),
         super::access::openapi(),
         super::users::openapi(),
         super::roles::openapi(),
