@@ -278,3 +278,25 @@ pub async fn pg_direct(db: &TestDb) -> PgConnection {
         .await
         .expect("direct connection")
 }
+
+/// Runs each named `async fn name(kind: Kind)` as two tests, `name::postgres` and
+/// `name::sqlite`.
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use crate::helpers::Kind;
+
+            #[tokio::test]
+            async fn postgres() {
+                super::$name(Kind::Postgres).await;
+            }
+
+            #[tokio::test]
+            async fn sqlite() {
+                super::$name(Kind::Sqlite).await;
+            }
+        }
+    )*};
+}
+
+pub(crate) use on_both_databases;

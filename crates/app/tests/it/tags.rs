@@ -5,26 +5,7 @@ use serde_json::{Value, json};
 
 use crate::api::{TestApp, TestUser, answer};
 use crate::helpers::Kind;
-
-/// Runs each named `async fn name(kind: Kind)` as two tests, `name::postgres` and
-/// `name::sqlite`.
-macro_rules! on_both_databases {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use crate::helpers::Kind;
-
-            #[tokio::test]
-            async fn postgres() {
-                super::$name(Kind::Postgres).await;
-            }
-
-            #[tokio::test]
-            async fn sqlite() {
-                super::$name(Kind::Sqlite).await;
-            }
-        }
-    )*};
-}
+use crate::helpers::on_both_databases;
 
 on_both_databases!(
     list_counts_todos_per_tag,
