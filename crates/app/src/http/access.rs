@@ -15,7 +15,7 @@ use super::AppState;
 use super::error::{ApiError, FieldError, Problem};
 use super::extract::{CurrentUser, Form, Json};
 use super::users::UserView;
-use crate::domain::accounts::{self, AccountError};
+use crate::domain::accounts;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -36,25 +36,6 @@ struct Doc;
 /// The OpenAPI description of `/api/access/*` and `/api/me`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     Doc::openapi()
-}
-
-impl From<AccountError> for ApiError {
-    fn from(err: AccountError) -> Self {
-        match err {
-            AccountError::Invalid(fields) => ApiError::Validation(
-                fields
-                    .into_iter()
-                    .map(|f| FieldError::new(f.field, f.message))
-                    .collect(),
-            ),
-            AccountError::EmailTaken(_) => ApiError::conflict(err.to_string()),
-            AccountError::InvalidCredentials => ApiError::Unauthorized(err.to_string()),
-            AccountError::Inactive => ApiError::Forbidden(err.to_string()),
-            AccountError::NotFound(_) => ApiError::NotFound(err.to_string()),
-            AccountError::Db(db) => ApiError::from(db),
-            AccountError::MissingRole(_) | AccountError::Hash(_) => ApiError::internal(err),
-        }
-    }
 }
 
 /// A new account.

@@ -1,7 +1,7 @@
 //! The one error type of the HTTP layer, answered as RFC 7807 problem JSON.
 //!
-//! Domain errors convert into [`ApiError`] with `From`; the status of each case is chosen in
-//! one place, [`ApiError::status`]. Server errors are logged with their cause and answered
+//! Domain errors convert into [`ApiError`] with `From` (all here); the status of each case is
+//! chosen in this file. Server errors are logged with their cause and answered
 //! without it: a database error's text never reaches a client.
 
 use axum::Json;
@@ -12,6 +12,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::db::DbError;
+use crate::domain::accounts::AccountError;
+use crate::domain::roles::RoleError;
+use crate::domain::tags::TagError;
+use crate::domain::todos::TodoError;
 use crate::metrics::PoolTimeoutSeen;
 
 /// One invalid field of a request, in a 422 answer.
@@ -163,6 +167,71 @@ impl ApiError {
                 sea_orm::ConnAcquireErr::Timeout
             )))
         )
+    }
+}
+
+// Each domain error, mapped to a status here and nowhere else.
+
+/// `(field, message)` pairs of a domain check as field errors.
+fn field_errors<F: Into<String>, M: Into<String>>(problems: Vec<(F, M)>) -> Vec<FieldError> {
+    problems
+        .into_iter()
+        .map(|(field, message)| FieldError::new(field, message))
+        .collect()
+}
+
+impl From<AccountError> for ApiError {
+    fn from(err: AccountError) -> Self {
+        match err {
+            AccountError::Invalid(fields) => ApiError::Validation(
+                fields
+                    .into_iter()
+                    .map(|f| FieldError::new(f.field, f.message))
+                    .collect(),
+            ),
+            AccountError::EmailTaken(_) => ApiError::conflict(err.to_string()),
+            AccountError::InvalidCredentials => ApiError::Unauthorized(err.to_string()),
+            AccountError::Inactive => ApiError::Forbidden(err.to_string()),
+            AccountError::NotFound(_) => ApiError::NotFound(err.to_string()),
+            AccountError::Db(db) => ApiError::from(db),
+            AccountError::MissingRole(_) | AccountError::Hash(_) => ApiError::internal(err),
+        }
+    }
+}
+
+impl From<RoleError> for ApiError {
+    fn from(err: RoleError) -> Self {
+        match err {
+            RoleError::UnknownRole(_) | RoleError::UnknownUser(_) => {
+                ApiError::NotFound(err.to_string())
+            }
+            RoleError::Db(db) => ApiError::from(db),
+        }
+    }
+}
+
+impl From<TagError> for ApiError {
+    fn from(err: TagError) -> Self {
+        match err {
+            TagError::Invalid(problems) => ApiError::Validation(field_errors(problems)),
+            TagError::Duplicate(_) => ApiError::conflict(err.to_string()),
+            TagError::NotFound(_) => ApiError::NotFound(err.to_string()),
+            TagError::Db(err) => ApiError::from(err),
+        }
+    }
+}
+
+impl From<TodoError> for ApiError {
+    fn from(err: TodoError) -> Self {
+        match err {
+            TodoError::NotFound(_) => ApiError::NotFound(err.to_string()),
+            TodoError::Overlap(ref ids) => ApiError::Conflict {
+                conflicts: ids.clone(),
+                detail: err.to_string(),
+            },
+            TodoError::Invalid(problems) => ApiError::Validation(field_errors(problems)),
+            TodoError::Db(err) => ApiError::from(err),
+        }
     }
 }
 

@@ -13,7 +13,7 @@ use super::error::{ApiError, Problem};
 use super::extract::{Json, Path, Superuser};
 use super::users::UserView;
 use crate::domain::accounts;
-use crate::domain::roles::{self, RoleError};
+use crate::domain::roles;
 use crate::fixtures::SUPERUSER_ROLE;
 
 pub fn router() -> Router<AppState> {
@@ -33,17 +33,6 @@ struct Doc;
 /// The OpenAPI description of `/api/roles`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     Doc::openapi()
-}
-
-impl From<RoleError> for ApiError {
-    fn from(err: RoleError) -> Self {
-        match err {
-            RoleError::UnknownRole(_) | RoleError::UnknownUser(_) => {
-                ApiError::NotFound(err.to_string())
-            }
-            RoleError::Db(db) => ApiError::from(db),
-        }
-    }
 }
 
 /// Whose role changes.

@@ -10,9 +10,9 @@ use utoipa::{OpenApi, ToSchema};
 use uuid::Uuid;
 
 use super::AppState;
-use super::error::{ApiError, FieldError, Problem};
+use super::error::{ApiError, Problem};
 use super::extract::{CurrentUser, Json, Path};
-use crate::domain::tags::{self, TagError, TagSummary};
+use crate::domain::tags::{self, TagSummary};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -31,22 +31,6 @@ struct Doc;
 /// The OpenAPI description of `/api/tags`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     Doc::openapi()
-}
-
-impl From<TagError> for ApiError {
-    fn from(err: TagError) -> Self {
-        match err {
-            TagError::Invalid(problems) => ApiError::Validation(
-                problems
-                    .into_iter()
-                    .map(|(field, message)| FieldError::new(field, message))
-                    .collect(),
-            ),
-            TagError::Duplicate(_) => ApiError::conflict(err.to_string()),
-            TagError::NotFound(_) => ApiError::NotFound(err.to_string()),
-            TagError::Db(err) => ApiError::from(err),
-        }
-    }
 }
 
 /// A tag as clients see it.

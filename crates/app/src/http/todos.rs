@@ -17,7 +17,7 @@ use super::AppState;
 use super::error::{ApiError, FieldError, Problem};
 use super::extract::{CurrentUser, Json, Path, Query};
 use crate::domain::todos::{
-    self, NewTodo, SortField, SortOrder, TodoError, TodoPatch, TodoQuery, TodoWithTags,
+    self, NewTodo, SortField, SortOrder, TodoPatch, TodoQuery, TodoWithTags,
 };
 use crate::models::tag;
 use crate::models::todo::Importance;
@@ -48,25 +48,6 @@ struct Doc;
 /// The OpenAPI description of `/api/todos`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
     Doc::openapi()
-}
-
-impl From<TodoError> for ApiError {
-    fn from(err: TodoError) -> Self {
-        match err {
-            TodoError::NotFound(_) => ApiError::NotFound(err.to_string()),
-            TodoError::Overlap(ref ids) => ApiError::Conflict {
-                conflicts: ids.clone(),
-                detail: err.to_string(),
-            },
-            TodoError::Invalid(problems) => ApiError::Validation(
-                problems
-                    .into_iter()
-                    .map(|(field, message)| FieldError::new(field, message))
-                    .collect(),
-            ),
-            TodoError::Db(err) => ApiError::from(err),
-        }
-    }
 }
 
 /// A todo as clients see it.

@@ -51,7 +51,7 @@ impl fmt::Display for RenameCandidate {
 }
 
 /// Decides proposed renames: `Some(true)` accept, `Some(false)` refuse (drop + add), `None`
-/// no one to ask (drop + add, with a warning logged via `tracing::warn!`).
+/// no one to ask (drop + add, with a warning in [`Diff::warnings`]).
 pub trait RenamePolicy {
     fn confirm(&mut self, candidate: &RenameCandidate) -> Option<bool>;
 }
@@ -176,9 +176,10 @@ fn normalized(schema: &Schema) -> Schema {
     schema
 }
 
-/// Records a warning for the user and logs it.
+/// Records a warning for the caller to show; logged at info only, since the caller shows it
+/// to the user (a second copy at warn level would print it twice).
 fn warn(warnings: &mut Vec<String>, message: String) {
-    tracing::warn!("{message}");
+    tracing::info!("{message}");
     warnings.push(message);
 }
 
