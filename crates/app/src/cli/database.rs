@@ -9,6 +9,7 @@ use strata::state::Direction;
 
 use super::output::{Format, print_json, print_pairs, print_table};
 use super::{CliError, connect_for_tooling};
+use crate::backup::{self, BackupFormat};
 use crate::config::Settings;
 use crate::doctor::{self, Level};
 use crate::fixtures;
@@ -104,6 +105,24 @@ pub enum DatabaseCommand {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Write a backup: PostgreSQL through pg_dump (connection passed by environment), SQLite
+    /// as a consistent online copy (VACUUM INTO). A failed backup leaves no file.
+    Backup {
+        /// Where to write [default: backup-<database>-<UTC timestamp>.dump, .sql or .sqlite3].
+        #[arg(short, long)]
+        output: Option<std::path::PathBuf>,
+        /// custom (pg_dump -Fc; a database file on SQLite), plain (SQL script; a database file
+        /// on SQLite) or schema (the CREATE statements as SQL).
+        #[arg(long, value_enum, default_value_t = BackupFormat::Custom)]
+        format: BackupFormat,
+    },
+    /// Replace the database's contents with a backup: pg_restore for a custom archive, psql
+    /// for an SQL script (both in one transaction); on SQLite an integrity-checked file swapped
+    /// in atomically.
+    Restore {
+        /// The backup file.
+        file: std::path::PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -172,6 +191,21 @@ pub async fn run(command: DatabaseCommand, settings: &Settings) -> Result<(), Cl
         DatabaseCommand::Stamp { revision } => stamp(settings, &revision).await,
         DatabaseCommand::Check { format } => check(settings, format).await,
         DatabaseCommand::Doctor { format } => doctor(settings, format).await,
+        DatabaseCommand::Backup { output, format } => {
+            let report = backup::backup(db_settings, format, output).await?;
+            println!("Wrote {} ({} bytes).", report.path.display(), report.bytes);
+            Ok(())
+        }
+        DatabaseCommand::Restore { file } => {
+            let report = backup::restore(db_settings, &file).await?;
+            println!(
+                "Restored {} ({}) into {}.",
+                report.from.display(),
+                report.kind,
+                report.into
+            );
+            Ok(())
+        }
     }
 }
 

@@ -79,6 +79,8 @@ pub enum CliError {
     Drift(usize),
     #[error("doctor found {0} failing check(s)")]
     Doctor(usize),
+    #[error(transparent)]
+    Backup(#[from] crate::backup::BackupError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }

@@ -50,6 +50,9 @@ pub enum DatabaseUrl {
         options: Box<PgConnectOptions>,
         /// The URL with its password hidden, for messages and logs.
         display: String,
+        /// The password, for tools run as child processes (`app database backup`), which get
+        /// it by environment; never shown.
+        password: Option<String>,
     },
     /// `path: None` is an in-memory database.
     Sqlite { path: Option<PathBuf> },
@@ -91,9 +94,13 @@ impl DatabaseUrl {
                 let url = format!("postgres:{rest}");
                 let options = PgConnectOptions::from_str(&url)
                     .map_err(|err| invalid(format!("not a PostgreSQL URL: {err}")))?;
+                let password = url::Url::parse(&url)
+                    .ok()
+                    .and_then(|parsed| parsed.password().map(percent_decode));
                 Ok(DatabaseUrl::Postgres {
                     options: Box::new(options),
                     display,
+                    password,
                 })
             }
             "sqlite+aiosqlite" | "sqlite+pysqlite" => {
@@ -135,6 +142,28 @@ impl DatabaseUrl {
     }
 }
 
+/// Decodes `%XX` escapes (as in a URL's user info); other bytes are kept.
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let Some(byte) = std::str::from_utf8(&bytes[i + 1..i + 3])
+                .ok()
+                .and_then(|hex| u8::from_str_radix(hex, 16).ok())
+        {
+            out.push(byte);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 /// Replaces the password of `scheme://user:password@host` with `***`.
 fn redact_password(raw: &str) -> String {
     let Some(scheme_end) = raw.find("://") else {
@@ -162,6 +191,16 @@ fn redact_password(raw: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keeps_the_decoded_password_for_backup_tools() {
+        let url = DatabaseUrl::parse("postgresql://app:p%40ss+w@db:5432/app").unwrap();
+        let DatabaseUrl::Postgres { password, .. } = &url else {
+            panic!("PostgreSQL")
+        };
+        assert_eq!(password.as_deref(), Some("p@ss+w"));
+        assert!(!format!("{url:?}").contains("p@ss"));
+    }
 
     #[test]
     fn hides_the_password() {

@@ -76,7 +76,9 @@ impl Database {
     #[tracing::instrument(skip_all, fields(backend = %settings.url.backend()))]
     pub async fn connect(settings: &DatabaseSettings) -> Result<Self, DbError> {
         let (conn, pool, shape) = match &settings.url {
-            DatabaseUrl::Postgres { options, display } => {
+            DatabaseUrl::Postgres {
+                options, display, ..
+            } => {
                 // One direct attempt first: the pool would retry a refused or failing connect
                 // until POOL_TIMEOUT and then report only a timeout; this names the cause now.
                 {

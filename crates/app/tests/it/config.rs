@@ -134,8 +134,9 @@ fn every_url_form_is_accepted() {
 
 #[test]
 fn postgres_url_keeps_user_host_port_and_database() {
-    let DatabaseUrl::Postgres { options, display } =
-        DatabaseUrl::parse("postgresql+asyncpg://app:secret@db.internal:15432/todo").unwrap()
+    let DatabaseUrl::Postgres {
+        options, display, ..
+    } = DatabaseUrl::parse("postgresql+asyncpg://app:secret@db.internal:15432/todo").unwrap()
     else {
         panic!("not postgres")
     };
