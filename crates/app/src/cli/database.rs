@@ -49,8 +49,11 @@ pub enum DatabaseCommand {
         #[arg(default_value = "head")]
         target: String,
         /// Print the SQL instead of running it, without connecting (for the dialect of DATABASE_URL).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "backup")]
         sql: bool,
+        /// Take a backup first (as `app database backup` with its default name) and name the file.
+        #[arg(long)]
+        backup: bool,
     },
     /// Undo migrations down to TARGET: -N (default -1), a revision (kept), or base (undo all).
     #[command(allow_hyphen_values = true)]
@@ -164,7 +167,9 @@ pub async fn run(command: DatabaseCommand, settings: &Settings) -> Result<(), Cl
             };
             make(settings, &message, kind)
         }
-        DatabaseCommand::Upgrade { target, sql: true } => {
+        DatabaseCommand::Upgrade {
+            target, sql: true, ..
+        } => {
             print!(
                 "{}",
                 migrate::offline_sql(db_settings, Direction::Up, &target)?
@@ -178,7 +183,20 @@ pub async fn run(command: DatabaseCommand, settings: &Settings) -> Result<(), Cl
             );
             Ok(())
         }
-        DatabaseCommand::Upgrade { target, sql: false } => {
+        DatabaseCommand::Upgrade {
+            target,
+            sql: false,
+            backup,
+        } => {
+            if backup {
+                // Nothing is migrated unless the backup was written.
+                let report = backup::backup(db_settings, BackupFormat::Custom, None).await?;
+                println!(
+                    "Backup written before upgrading: {} ({} bytes).",
+                    report.path.display(),
+                    report.bytes
+                );
+            }
             migrate_online(settings, Direction::Up, &target).await
         }
         DatabaseCommand::Downgrade { target, sql: false } => {

@@ -212,7 +212,47 @@ async fn restoring_a_non_backup_changes_nothing(kind: Kind) {
     succeeded(&app_in(dir.path(), &["database", "check"], &test_db.url));
 }
 
+/// `upgrade --backup` writes a restorable backup of the database as it was, names it, then
+/// upgrades.
+async fn upgrade_takes_a_backup_first(kind: Kind) {
+    let test_db = TestDb::empty(kind).await;
+    let dir = tempfile::tempdir().unwrap();
+    let stdout = succeeded(&app_in(
+        dir.path(),
+        &["database", "upgrade", "--backup"],
+        &test_db.url,
+    ));
+    let files = entries(dir.path());
+    assert_eq!(files.len(), 1, "{files:?}");
+    assert!(files[0].starts_with("backup-"), "{files:?}");
+    assert!(stdout.contains(&files[0]), "the file is named: {stdout}");
+    assert!(stdout.contains("upgraded"), "{stdout}");
+    let db = test_db.connect(&[]).await;
+    let applied = scalar_i64(&db, "SELECT count(*) FROM ddl_version").await;
+    assert_eq!(applied as usize, app::migrations::all().len());
+    db.close().await;
+    // The backup holds the database from before the upgrade: restored into a fresh database,
+    // it has no app tables.
+    let backup = dir.path().join(&files[0]);
+    let fresh = TestDb::empty(kind).await;
+    succeeded(&app_in(
+        dir.path(),
+        &["database", "restore", backup.to_str().unwrap()],
+        &fresh.url,
+    ));
+    let db = fresh.connect(&[]).await;
+    let tables = app::models::schema::existing_tables(db.conn())
+        .await
+        .unwrap();
+    assert!(
+        !tables.iter().any(|t| t == "todo"),
+        "restored to before the upgrade: {tables:?}"
+    );
+    db.close().await;
+}
+
 on_both_databases!(
+    upgrade_takes_a_backup_first,
     backup_and_restore_bring_rows_back,
     default_name_in_working_directory,
     schema_format_has_create_table,
