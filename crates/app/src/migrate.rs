@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use strata::autodetect::{self, DiffOptions, RenamePolicy};
+use strata::autodetect::{self, RenamePolicy};
 use strata::runner::{self, AppliedRevision, Conn, Event, Plan, RunError};
 use strata::state::{Direction, History, HistoryError};
 use strata::{Dialect, Migration, lint};
@@ -255,20 +255,13 @@ pub async fn check(
         return Err(HistoryError::UnknownApplied(unknown.clone()).into());
     }
     let applied_set: BTreeSet<String> = applied_rows.iter().map(|a| a.revision.clone()).collect();
-    let mut expected = history.schema_with(&applied_set)?;
-    if conn.dialect() == Dialect::Sqlite {
-        expected = expected.without_comments();
-    }
+    let expected = history.schema_with(&applied_set)?;
     let exclude = [settings.version_table.as_str()];
     let live = match &mut conn {
         Conn::Postgres(c) => strata::introspect::postgres(c, &exclude).await?,
         Conn::Sqlite(c) => strata::introspect::sqlite(c, &exclude).await?,
     };
-    let options = DiffOptions {
-        // PostgreSQL rewrites CHECK expressions; compare those by name there.
-        compare_check_expressions: conn.dialect() == Dialect::Sqlite,
-    };
-    let database = autodetect::diff_with(&expected, &live, &mut autodetect::NoRenames, options);
+    let database = autodetect::live_drift(&expected, &live, conn.dialect());
     let head = history.head_schema()?;
     let models = autodetect::diff(&head, &target(), &mut autodetect::NoRenames);
     // Differences no operation can express (a changed primary key) arrive as warnings.

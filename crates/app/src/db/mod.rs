@@ -103,14 +103,11 @@ impl Database {
                 let options = sqlite_options(path.as_deref())?;
                 if path.is_some() {
                     // Switching a new file to WAL takes an exclusive lock, and SQLite may answer
-                    // "database is locked" at once (no busy wait) when several pool connections
-                    // try it together; one connection does it first, the rest find WAL set.
-                    use sqlx::{ConnectOptions, Connection};
-                    let first = options
-                        .connect()
-                        .await
-                        .map_err(|err| DbError::sqlite_open(path.as_deref(), err))?;
-                    let _ = first.close().await;
+                    // "database is locked" at once (no busy wait) when several connections try
+                    // it together; one connection does it first, the rest find WAL set. Other
+                    // processes may race too, so a locked answer is retried within the busy
+                    // timeout.
+                    open_first_sqlite_connection(&options, path.as_deref()).await?;
                 }
                 let shape = PoolShape::from_settings(settings, path.is_none());
                 let pool: SqlitePool = pool::options(settings, shape)
@@ -283,6 +280,29 @@ impl Database {
         match &self.pool {
             Pool::Postgres(pool) => pool.0.close().await,
             Pool::Sqlite(pool) => pool.0.close().await,
+        }
+    }
+}
+
+/// Opens and closes one connection, retrying "database is locked" until the busy timeout.
+async fn open_first_sqlite_connection(
+    options: &SqliteConnectOptions,
+    path: Option<&Path>,
+) -> Result<(), DbError> {
+    use sqlx::{ConnectOptions, Connection};
+    let deadline = Instant::now() + SQLITE_BUSY_TIMEOUT;
+    loop {
+        match options.connect().await {
+            Ok(conn) => {
+                let _ = conn.close().await;
+                return Ok(());
+            }
+            Err(err)
+                if err.to_string().contains("database is locked") && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(err) => return Err(DbError::sqlite_open(path, err)),
         }
     }
 }

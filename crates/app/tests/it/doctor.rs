@@ -159,6 +159,18 @@ async fn doctor_behind_head_warns_sqlite() {
     behind_head_warns(Kind::Sqlite).await;
 }
 
+/// Moves every page from the `-wal` file into the database file, so that damage done to the
+/// file is what SQLite reads (pages still in the WAL would be read from there instead).
+async fn checkpoint(test_db: &TestDb) {
+    use sea_orm::ConnectionTrait;
+    let db = test_db.connect(&[("DATABASE_POOL_SIZE", "1")]).await;
+    db.conn()
+        .execute_unprepared("PRAGMA wal_checkpoint(TRUNCATE)")
+        .await
+        .expect("checkpoint");
+    db.close().await;
+}
+
 /// Overwrites `len` bytes of the file at `offset` with garbage.
 fn scribble(path: &str, offset: u64, len: usize) {
     use std::io::{Seek, SeekFrom, Write};
@@ -190,6 +202,7 @@ fn assert_corrupt_report(out: &Output, report: &Value, path: &str) {
 async fn doctor_corrupt_sqlite_pages_fail_with_a_recovery_hint() {
     let test_db = TestDb::new(Kind::Sqlite).await;
     let path = test_db.url.strip_prefix("sqlite://").unwrap().to_string();
+    checkpoint(&test_db).await;
     let size = std::fs::metadata(&path).unwrap().len();
     assert!(size > 8192, "the seeded file has several pages: {size}");
     // Keep page 1 (header and schema root); garble everything after it.
@@ -202,6 +215,7 @@ async fn doctor_corrupt_sqlite_pages_fail_with_a_recovery_hint() {
 async fn doctor_sqlite_with_a_garbage_header_fails_at_connection() {
     let test_db = TestDb::new(Kind::Sqlite).await;
     let path = test_db.url.strip_prefix("sqlite://").unwrap().to_string();
+    checkpoint(&test_db).await;
     scribble(&path, 0, 100);
     let (out, report) = doctor(&test_db.url);
     assert_corrupt_report(&out, &report, &path);

@@ -76,28 +76,22 @@ async fn down(conn: &mut Conn, history: &History, target: &str) -> Result<Vec<St
     .await
 }
 
+/// Asserts that a live schema of `dialect` has no drift from `expected`.
+fn assert_no_drift(expected: &Schema, live: &Schema, dialect: Dialect, context: &str) {
+    let diff = strata::autodetect::live_drift(expected, live, dialect);
+    assert!(
+        diff.operations.is_empty(),
+        "{context}: the live schema differs: {:#?}",
+        strata::autodetect::describe_differences(&diff)
+    );
+}
+
 /// Asserts the live schema is what the migrations say it should be at the applied revisions.
 async fn assert_matches_history(conn: &mut Conn, history: &History, context: &str) {
     let applied = applied_set(conn).await;
-    let mut expected = history.schema_with(&applied).unwrap();
-    if conn.dialect() == Dialect::Sqlite {
-        expected = expected.without_comments();
-    }
+    let expected = history.schema_with(&applied).unwrap();
     let live = live_schema(conn).await;
-    let options = strata::autodetect::DiffOptions {
-        compare_check_expressions: conn.dialect() == Dialect::Sqlite,
-    };
-    let diff = strata::autodetect::diff_with(
-        &expected,
-        &live,
-        &mut strata::autodetect::NoRenames,
-        options,
-    );
-    assert!(
-        diff.operations.is_empty(),
-        "{context}: live schema differs from the migrations: {:#?}",
-        strata::autodetect::describe_differences(&diff)
-    );
+    assert_no_drift(&expected, &live, conn.dialect(), context);
 }
 
 fn col(name: &str, ty: ColumnType) -> Column {
@@ -269,19 +263,7 @@ async fn every_operation_up_and_down(kind: Kind) {
     // And back up again in one go.
     up(&mut conn, &history, "head").await.unwrap();
     let again = live_schema(&mut conn).await;
-    let diff = strata::autodetect::diff_with(
-        &at_head,
-        &again,
-        &mut strata::autodetect::NoRenames,
-        strata::autodetect::DiffOptions {
-            compare_check_expressions: false,
-        },
-    );
-    assert!(
-        diff.operations.is_empty(),
-        "{:?}",
-        strata::autodetect::describe_differences(&diff)
-    );
+    assert_no_drift(&at_head, &again, dialect(kind), "upgrading again");
 }
 
 #[tokio::test]
@@ -646,19 +628,7 @@ async fn app_chain_up_and_down_by_introspection(kind: Kind) {
     while let Some(expected) = snapshots.pop() {
         down(&mut conn, &history, "-1").await.unwrap();
         let live = live_schema(&mut conn).await;
-        let diff = strata::autodetect::diff_with(
-            &expected,
-            &live,
-            &mut strata::autodetect::NoRenames,
-            strata::autodetect::DiffOptions {
-                compare_check_expressions: kind == Kind::Sqlite,
-            },
-        );
-        assert!(
-            diff.operations.is_empty(),
-            "downgrade restores: {:?}",
-            strata::autodetect::describe_differences(&diff)
-        );
+        assert_no_drift(&expected, &live, dialect(kind), "downgrade restores");
     }
 }
 

@@ -16,6 +16,7 @@
 
 use std::fmt;
 
+use crate::Dialect;
 use crate::ops::Operation;
 use crate::schema::Schema;
 
@@ -155,6 +156,20 @@ pub fn diff_with(
         operations,
         warnings,
     }
+}
+
+/// The differences between the schema the migrations expect and one introspected from a live
+/// database of `dialect`, leaving out what that dialect cannot keep: SQLite stores no comments,
+/// and PostgreSQL rewrites CHECK expressions (so there checks compare by name).
+pub fn live_drift(expected: &Schema, live: &Schema, dialect: Dialect) -> Diff {
+    let expected = match dialect {
+        Dialect::Sqlite => expected.without_comments(),
+        Dialect::Postgres => expected.clone(),
+    };
+    let options = DiffOptions {
+        compare_check_expressions: dialect == Dialect::Sqlite,
+    };
+    diff_with(&expected, live, &mut NoRenames, options)
 }
 
 /// Each operation's [`Operation::describe`] line, in order (what `check` lists as drift).
