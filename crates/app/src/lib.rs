@@ -16,5 +16,6 @@ pub mod metrics;
 pub mod migrate;
 pub mod migrations;
 pub mod models;
+pub mod portable;
 pub mod startup;
 pub mod telemetry;

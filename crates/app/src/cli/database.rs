@@ -109,7 +109,8 @@ pub enum DatabaseCommand {
         format: Format,
     },
     /// Write a backup: PostgreSQL through pg_dump (connection passed by environment), SQLite
-    /// as a consistent online copy (VACUUM INTO). A failed backup leaves no file.
+    /// as a consistent online copy (SQLite's backup API). A failed backup leaves no file. Shows
+    /// progress on stderr when it is a terminal.
     Backup {
         /// Where to write [default: backup-<database>-<UTC timestamp>.dump, .sql or .sqlite3].
         #[arg(short, long)]
@@ -119,9 +120,29 @@ pub enum DatabaseCommand {
         #[arg(long, value_enum, default_value_t = BackupFormat::Custom)]
         format: BackupFormat,
     },
-    /// Replace the database's contents with a backup: pg_restore for a custom archive, psql
-    /// for an SQL script (both in one transaction); on SQLite an integrity-checked file swapped
-    /// in atomically.
+    /// Write a portable copy of every table into the directory OUTPUT: manifest.json (schema
+    /// revision, columns, row counts, SHA-256 per table) and one JSON Lines file per table,
+    /// read in one consistent snapshot. `load` takes it into PostgreSQL or SQLite.
+    Dump {
+        /// The directory to create (it must not exist, or be empty).
+        #[arg(short, long)]
+        output: std::path::PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Load a dump into this database, which must be at the dump's revision with every table
+    /// empty. Everything is checked before writing; the rows go in in one transaction, and counts
+    /// and checksums are read back and compared before it commits.
+    Load {
+        /// The dump directory (written by `app database dump`).
+        path: std::path::PathBuf,
+        #[arg(long, value_enum, default_value_t = Format::Text)]
+        format: Format,
+    },
+    /// Replace the database's contents with a backup: on PostgreSQL psql empties the current
+    /// schema and runs the backup's SQL (pg_restore turns a custom archive into SQL), all in one
+    /// transaction; on SQLite an integrity-checked file swapped in atomically. Shows progress on
+    /// stderr when it is a terminal.
     Restore {
         /// The backup file.
         file: std::path::PathBuf,
@@ -210,12 +231,21 @@ pub async fn run(command: DatabaseCommand, settings: &Settings) -> Result<(), Cl
         DatabaseCommand::Check { format } => check(settings, format).await,
         DatabaseCommand::Doctor { format } => doctor(settings, format).await,
         DatabaseCommand::Backup { output, format } => {
-            let report = backup::backup(db_settings, format, output).await?;
+            let progress = backup::progress::on_terminal("backup");
+            let report =
+                backup::backup_with_progress(db_settings, format, output, progress).await?;
             println!("Wrote {} ({} bytes).", report.path.display(), report.bytes);
             Ok(())
         }
+        DatabaseCommand::Dump { output, format } => {
+            super::portable::dump(settings, &output, format).await
+        }
+        DatabaseCommand::Load { path, format } => {
+            super::portable::load(settings, &path, format).await
+        }
         DatabaseCommand::Restore { file } => {
-            let report = backup::restore(db_settings, &file).await?;
+            let progress = backup::progress::on_terminal("restore");
+            let report = backup::restore_with_progress(db_settings, &file, progress).await?;
             println!(
                 "Restored {} ({}) into {}.",
                 report.from.display(),

@@ -2,6 +2,7 @@
 
 mod database;
 mod output;
+mod portable;
 mod user;
 
 use std::process::ExitCode;
@@ -81,6 +82,8 @@ pub enum CliError {
     Doctor(usize),
     #[error(transparent)]
     Backup(#[from] crate::backup::BackupError),
+    #[error(transparent)]
+    Portable(#[from] crate::portable::PortableError),
     #[error("{0}")]
     Io(#[from] std::io::Error),
 }
@@ -137,5 +140,7 @@ pub(crate) async fn connect_for_tooling(
     let mut settings = settings.clone();
     settings.pool_size = 1;
     settings.max_overflow = 0;
+    // A dump streams whole tables and a migration may rewrite one: long by nature, not news.
+    settings.slow_statement_warning = None;
     crate::db::Database::connect(&settings).await
 }

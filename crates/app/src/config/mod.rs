@@ -111,6 +111,9 @@ pub struct DatabaseSettings {
     pub migration_path: PathBuf,
     pub version_table: String,
     pub fixture_path: PathBuf,
+    /// Statements running longer than this are logged as warnings; `None` turns that off (the
+    /// tooling commands do, as their bulk statements are slow by nature). Not a variable.
+    pub slow_statement_warning: Option<Duration>,
 }
 
 impl DatabaseSettings {
@@ -222,6 +225,7 @@ impl Settings {
                 defaults::VERSION_TABLE,
             )?,
             fixture_path: src.path("DATABASE_FIXTURE_PATH", defaults::FIXTURE_PATH)?,
+            slow_statement_warning: Some(Duration::from_secs(1)),
         };
         let http = HttpSettings {
             host: src.text("APP_HOST", defaults::HOST)?,

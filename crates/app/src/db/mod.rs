@@ -79,6 +79,7 @@ impl Database {
             DatabaseUrl::Postgres {
                 options, display, ..
             } => {
+                let options = &with_slow_statement_warning((**options).clone(), settings);
                 // One direct attempt first: the pool would retry a refused or failing connect
                 // until POOL_TIMEOUT and then report only a timeout; this names the cause now.
                 {
@@ -91,7 +92,7 @@ impl Database {
                 }
                 let shape = PoolShape::from_settings(settings, false);
                 let pool: PgPool = pool::options(settings, shape)
-                    .connect_with((**options).clone())
+                    .connect_with(options.clone())
                     .await
                     .map_err(|err| DbError::connect(display, err))?;
                 let conn = SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone());
@@ -100,7 +101,8 @@ impl Database {
                 (conn, Pool::Postgres(owned), shape)
             }
             DatabaseUrl::Sqlite { path } => {
-                let options = sqlite_options(path.as_deref())?;
+                let options =
+                    with_slow_statement_warning(sqlite_options(path.as_deref())?, settings);
                 if path.is_some() {
                     // Switching a new file to WAL takes an exclusive lock, and SQLite may answer
                     // "database is locked" at once (no busy wait) when several connections try
@@ -281,6 +283,17 @@ impl Database {
             Pool::Postgres(pool) => pool.0.close().await,
             Pool::Sqlite(pool) => pool.0.close().await,
         }
+    }
+}
+
+/// sqlx's warning for slow statements, at the threshold the settings give, or off.
+fn with_slow_statement_warning<O: sqlx::ConnectOptions>(
+    options: O,
+    settings: &DatabaseSettings,
+) -> O {
+    match settings.slow_statement_warning {
+        Some(threshold) => options.log_slow_statements(log::LevelFilter::Warn, threshold),
+        None => options.log_slow_statements(log::LevelFilter::Off, Duration::ZERO),
     }
 }
 

@@ -254,7 +254,7 @@ pub(crate) async fn link_role(
     user_id: Uuid,
     role_id: Uuid,
 ) -> Result<(), DbErr> {
-    let now = chrono::Utc::now();
+    let now = crate::models::now();
     let mut link = user_account_role::ActiveModel::new();
     link.user_id = Set(user_id);
     link.role_id = Set(role_id);
@@ -441,7 +441,7 @@ pub async fn authenticate(
         )
         .col_expr(
             user_account::Column::UpdatedAt,
-            Expr::value(chrono::Utc::now()),
+            Expr::value(crate::models::now()),
         )
         .filter(user_account::Column::Id.eq(user.id))
         .exec(db)

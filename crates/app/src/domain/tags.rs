@@ -4,7 +4,6 @@
 
 use std::collections::HashSet;
 
-use chrono::Utc;
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
@@ -186,7 +185,7 @@ pub async fn ensure_tags(
     if names.is_empty() {
         return Ok(Vec::new());
     }
-    let now = Utc::now();
+    let now = crate::models::now();
     let rows = names.iter().map(|name| {
         let mut row = tag::ActiveModel::new();
         row.name = Set(name.clone());

@@ -343,7 +343,7 @@ pub async fn create<C: TransactionTrait>(
             return Err(TodoError::Overlap(conflicts));
         }
     }
-    let now = Utc::now();
+    let now = crate::models::now();
     let mut row = todo::ActiveModel::new();
     row.item = Set(new.item.trim().to_string());
     row.description = Set(new.description);
@@ -690,7 +690,7 @@ fn sort_tags(tags: &mut [tag::Model]) {
 }
 
 fn link_rows(todo_id: Uuid, tags: &[tag::Model]) -> Vec<user_account_todo_tag::ActiveModel> {
-    let now = Utc::now();
+    let now = crate::models::now();
     tags.iter()
         .map(|tag| {
             let mut row = user_account_todo_tag::ActiveModel::new();

@@ -21,7 +21,7 @@ macro_rules! audited_behavior {
             where
                 C: ConnectionTrait,
             {
-                let now = chrono::Utc::now();
+                let now = $crate::models::now();
                 if insert {
                     if self.id.is_not_set() {
                         self.id = sea_orm::ActiveValue::Set(uuid::Uuid::now_v7());

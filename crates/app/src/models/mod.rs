@@ -11,6 +11,13 @@ pub mod user_account;
 pub mod user_account_role;
 pub mod user_account_todo_tag;
 
+/// The time to store: now, truncated to microseconds, which is what PostgreSQL keeps, so the
+/// same row holds the same instant on both databases (and a dump of either compares equal).
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(6)
+}
+
 /// Every table, parents before the tables whose keys point at them.
 pub const TABLES: [&str; 6] = [
     "user_account",

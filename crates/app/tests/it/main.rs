@@ -13,6 +13,7 @@ mod helpers;
 mod metrics;
 mod migrations;
 mod pool;
+mod portable;
 mod roles;
 mod tags;
 mod todos;
