@@ -1,49 +1,31 @@
 //! `app database backup` and `app database restore` as a user runs them, on both databases.
 
 use std::path::Path;
-use std::process::{Command, Output, Stdio};
+use std::process::Output;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use app::backup::{self, BackupFormat, Event, Progress};
 use sea_orm::ConnectionTrait;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode};
+use sqlx::{ConnectOptions, Connection};
 
 use crate::api::PASSWORD;
-use crate::helpers::{Kind, TestDb, fixture_dir, on_both_databases, scalar_i64};
+use crate::helpers::{
+    Kind, TestDb, on_both_databases, only_line_failure, run_app, scalar_i64, succeeded,
+};
 
 const COUNT_USERS: &str = "SELECT COUNT(*) FROM user_account WHERE email LIKE '%@backup.test'";
 
-/// Runs `app` in `dir` with only the test variables and PATH (to find pg_dump and friends).
+/// `run_app` in `dir`, where backups land by default, with APP_ENV=testing and
+/// DATABASE_URL=`database_url`.
 fn app_in(dir: &Path, args: &[&str], database_url: &str) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_app"))
-        .args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("APP_ENV", "testing")
-        .env("DATABASE_URL", database_url)
-        .env("DATABASE_FIXTURE_PATH", fixture_dir())
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .expect("app runs")
-}
-
-fn succeeded(out: &Output) -> String {
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "stdout: {stdout}\nstderr: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
-/// Asserts exit 1 with exactly one line on stderr, and returns it.
-fn one_line_failure(out: &Output) -> String {
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "stderr: {err}");
-    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one line: {err}");
-    assert!(lines[0].starts_with("error: "), "{err}");
-    lines[0].to_string()
+    run_app(
+        dir,
+        args,
+        &[("APP_ENV", "testing"), ("DATABASE_URL", database_url)],
+    )
 }
 
 fn entries(dir: &Path) -> Vec<String> {
@@ -51,6 +33,17 @@ fn entries(dir: &Path) -> Vec<String> {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect()
+}
+
+/// Asserts success with an empty stderr: without a terminal there is no progress display.
+fn succeeded_quietly(out: &Output) -> String {
+    let stdout = succeeded(out);
+    assert!(
+        out.stderr.is_empty(),
+        "stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
 }
 
 async fn count_users(test_db: &TestDb) -> i64 {
@@ -98,7 +91,7 @@ async fn backup_and_restore_bring_rows_back(kind: Kind) {
             ],
             &test_db.url,
         );
-        let stdout = succeeded(&out);
+        let stdout = succeeded_quietly(&out);
         assert!(
             stdout.contains(file_arg) && stdout.contains("bytes"),
             "{stdout}"
@@ -109,7 +102,7 @@ async fn backup_and_restore_bring_rows_back(kind: Kind) {
         assert_eq!(count_users(&test_db).await, 0);
 
         let out = app_in(dir.path(), &["database", "restore", file_arg], &test_db.url);
-        let stdout = succeeded(&out);
+        let stdout = succeeded_quietly(&out);
         assert!(stdout.contains("Restored"), "{stdout}");
         assert_eq!(count_users(&test_db).await, 2, "{format}");
         succeeded(&app_in(dir.path(), &["database", "check"], &test_db.url));
@@ -167,7 +160,7 @@ async fn failing_backup_leaves_no_file(kind: Kind) {
         &["database", "backup", "--output", missing.to_str().unwrap()],
         &test_db.url,
     );
-    one_line_failure(&out);
+    only_line_failure(&out, 1);
     assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
 
     if kind == Kind::Postgres {
@@ -176,7 +169,7 @@ async fn failing_backup_leaves_no_file(kind: Kind) {
             &["database", "backup", "--output", "out.dump"],
             "postgres://postgres:s3cret@127.0.0.1:1/nothing",
         );
-        let line = one_line_failure(&out);
+        let line = only_line_failure(&out, 1);
         assert!(!line.contains("s3cret"), "{line}");
         assert!(entries(dir.path()).is_empty(), "{:?}", entries(dir.path()));
     }
@@ -193,7 +186,7 @@ async fn restoring_a_non_backup_changes_nothing(kind: Kind) {
         &["database", "restore", bogus.to_str().unwrap()],
         &test_db.url,
     );
-    let line = one_line_failure(&out);
+    let line = only_line_failure(&out, 1);
     assert!(line.contains("not a"), "{line}");
     assert_eq!(count_users(&test_db).await, 2);
 
@@ -207,7 +200,7 @@ async fn restoring_a_non_backup_changes_nothing(kind: Kind) {
         &["database", "restore", fake_path.to_str().unwrap()],
         &test_db.url,
     );
-    one_line_failure(&out);
+    only_line_failure(&out, 1);
     assert_eq!(count_users(&test_db).await, 2);
     succeeded(&app_in(dir.path(), &["database", "check"], &test_db.url));
 }
@@ -251,8 +244,153 @@ async fn upgrade_takes_a_backup_first(kind: Kind) {
     db.close().await;
 }
 
+async fn execute(test_db: &TestDb, statements: &[&str]) {
+    let db = test_db.connect(&[]).await;
+    for sql in statements {
+        db.conn().execute_raw(db.statement(sql)).await.unwrap();
+    }
+    db.close().await;
+}
+
+async fn tables(test_db: &TestDb) -> Vec<String> {
+    let db = test_db.connect(&[]).await;
+    let tables = app::models::schema::existing_tables(db.conn())
+        .await
+        .unwrap();
+    db.close().await;
+    tables
+}
+
+async fn count(test_db: &TestDb, sql: &str) -> i64 {
+    let db = test_db.connect(&[]).await;
+    let n = scalar_i64(&db, sql).await;
+    db.close().await;
+    n
+}
+
+const COUNT_ANN: &str = "SELECT COUNT(*) FROM user_account WHERE email = 'ann@backup.test'";
+
+/// What happens to the database after a backup: a new table, and a changed row.
+async fn change_after_backup(test_db: &TestDb) {
+    execute(
+        test_db,
+        &[
+            "CREATE TABLE made_later (id INTEGER PRIMARY KEY, note TEXT)",
+            "INSERT INTO made_later (id, note) VALUES (1, 'after the backup')",
+            "UPDATE user_account SET email = 'ann@changed.test' WHERE email = 'ann@backup.test'",
+        ],
+    )
+    .await;
+    assert!(tables(test_db).await.contains(&"made_later".to_string()));
+    assert_eq!(count(test_db, COUNT_ANN).await, 0);
+}
+
+fn formats(kind: Kind) -> &'static [&'static str] {
+    match kind {
+        Kind::Postgres => &["custom", "plain"],
+        Kind::Sqlite => &["custom"],
+    }
+}
+
+/// Restore puts back exactly what the backup holds: what was made or changed later is gone.
+async fn restore_replaces_everything(kind: Kind) {
+    let test_db = TestDb::new(kind).await;
+    let dir = tempfile::tempdir().unwrap();
+    create_users(dir.path(), &test_db.url);
+    for format in formats(kind) {
+        let file = dir.path().join(format!("before.{format}"));
+        let file_arg = file.to_str().unwrap();
+        succeeded(&app_in(
+            dir.path(),
+            &["database", "backup", "--format", format, "-o", file_arg],
+            &test_db.url,
+        ));
+        change_after_backup(&test_db).await;
+
+        succeeded(&app_in(
+            dir.path(),
+            &["database", "restore", file_arg],
+            &test_db.url,
+        ));
+        let tables = tables(&test_db).await;
+        assert!(
+            !tables.contains(&"made_later".to_string()),
+            "{format}: {tables:?}"
+        );
+        assert!(tables.contains(&"todo".to_string()), "{format}: {tables:?}");
+        assert_eq!(count(&test_db, COUNT_ANN).await, 1, "{format}");
+        assert_eq!(count_users(&test_db).await, 2, "{format}");
+        succeeded(&app_in(dir.path(), &["database", "check"], &test_db.url));
+    }
+}
+
+/// A backup cut short (or, on PostgreSQL, a script that fails half way) is refused with one
+/// line, and the database keeps everything, including what the backup does not know.
+async fn broken_backup_changes_nothing(kind: Kind) {
+    let test_db = TestDb::new(kind).await;
+    let dir = tempfile::tempdir().unwrap();
+    create_users(dir.path(), &test_db.url);
+    let mut broken = Vec::new();
+    for format in formats(kind) {
+        let file = dir.path().join(format!("whole.{format}"));
+        succeeded(&app_in(
+            dir.path(),
+            &[
+                "database",
+                "backup",
+                "--format",
+                format,
+                "-o",
+                file.to_str().unwrap(),
+            ],
+            &test_db.url,
+        ));
+        let bytes = std::fs::read(&file).unwrap();
+        let cut = dir.path().join(format!("cut.{format}"));
+        std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+        broken.push(cut);
+        if *format == "plain" {
+            // Complete, but a statement in the middle fails after the schema was emptied.
+            let text = String::from_utf8(bytes).unwrap();
+            let at = text.find("CREATE TABLE").expect("a CREATE TABLE");
+            let failing = format!("{}SELECT no_such_function();\n{}", &text[..at], &text[at..]);
+            let path = dir.path().join("failing.plain");
+            std::fs::write(&path, failing).unwrap();
+            broken.push(path);
+        }
+    }
+    change_after_backup(&test_db).await;
+
+    for file in &broken {
+        let out = app_in(
+            dir.path(),
+            &["database", "restore", file.to_str().unwrap()],
+            &test_db.url,
+        );
+        let line = only_line_failure(&out, 1);
+        assert!(
+            line.contains(file.to_str().unwrap()) || line.contains("failed"),
+            "{line}"
+        );
+        let tables = tables(&test_db).await;
+        assert!(
+            tables.contains(&"made_later".to_string()),
+            "{}: {tables:?}",
+            file.display()
+        );
+        assert_eq!(count(&test_db, "SELECT COUNT(*) FROM made_later").await, 1);
+        assert_eq!(count(&test_db, COUNT_ANN).await, 0);
+        assert_eq!(count_users(&test_db).await, 1);
+    }
+    // Apart from the table made later, the database is as the migrations say.
+    execute(&test_db, &["DROP TABLE made_later"]).await;
+    succeeded(&app_in(dir.path(), &["database", "check"], &test_db.url));
+}
+
 on_both_databases!(
     upgrade_takes_a_backup_first,
+    restore_replaces_everything,
+    broken_backup_changes_nothing,
     backup_and_restore_bring_rows_back,
     default_name_in_working_directory,
     schema_format_has_create_table,
@@ -270,7 +408,7 @@ fn backup_restore_into_memory_is_refused() {
         &["database", "restore", file.to_str().unwrap()],
         "sqlite::memory:",
     );
-    let line = one_line_failure(&out);
+    let line = only_line_failure(&out, 1);
     assert!(line.contains("in-memory"), "{line}");
 }
 
@@ -278,21 +416,175 @@ fn backup_restore_into_memory_is_refused() {
 async fn backup_without_pg_dump_says_what_to_install() {
     let test_db = TestDb::new(Kind::Postgres).await;
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_app"))
-        .args(["database", "backup"])
-        .current_dir(dir.path())
-        .env_clear()
-        .env("PATH", dir.path())
-        .env("APP_ENV", "testing")
-        .env("DATABASE_URL", &test_db.url)
-        .env("DATABASE_FIXTURE_PATH", fixture_dir())
-        .stdin(Stdio::null())
-        .output()
-        .expect("app runs");
-    let line = one_line_failure(&out);
+    // PATH is an empty folder: no pg_dump to find.
+    let out = run_app(
+        dir.path(),
+        &["database", "backup"],
+        &[
+            ("PATH", dir.path().to_str().unwrap()),
+            ("APP_ENV", "testing"),
+            ("DATABASE_URL", &test_db.url),
+        ],
+    );
+    let line = only_line_failure(&out, 1);
     assert!(
         line.contains("pg_dump") && line.contains("postgresql-client"),
         "{line}"
     );
     assert!(entries(dir.path()).is_empty());
+}
+
+/// Records the progress of a backup and, at its first step, holds the copy until the writer
+/// has committed more, so the test knows writes landed while the backup ran.
+struct HoldFirstStep {
+    commits: Arc<AtomicU64>,
+    held: AtomicBool,
+    /// Commits made when the copy was first held.
+    commits_at_hold: AtomicU64,
+    pages: Mutex<Vec<(u64, u64)>>,
+}
+
+impl Progress for HoldFirstStep {
+    fn on(&self, event: Event<'_>) {
+        let Event::Pages { copied, total } = event else {
+            return;
+        };
+        self.pages.lock().unwrap().push((copied, total));
+        if copied < total && !self.held.swap(true, Ordering::SeqCst) {
+            let at_hold = self.commits.load(Ordering::SeqCst);
+            self.commits_at_hold.store(at_hold, Ordering::SeqCst);
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while self.commits.load(Ordering::SeqCst) < at_hold + 20 && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+    }
+}
+
+/// A SQLite backup taken while another connection keeps writing is the database as it was at
+/// one commit: it passes the integrity check, its row count matches its own commit counter, and
+/// it is a plain rollback-journal file that restore takes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_backup_is_consistent_while_writes_go_on() {
+    let test_db = TestDb::new(Kind::Sqlite).await;
+    let db_path = test_db.url.strip_prefix("sqlite://").unwrap().to_string();
+    let writer_options = SqliteConnectOptions::new()
+        .filename(&db_path)
+        .journal_mode(SqliteJournalMode::Wal)
+        .busy_timeout(Duration::from_secs(10));
+    let mut writer = writer_options.connect().await.unwrap();
+    // About 12 MiB, so the copy takes a dozen steps of 256 pages.
+    sqlx::raw_sql(
+        "CREATE TABLE churn (id INTEGER PRIMARY KEY, payload BLOB NOT NULL); \
+         CREATE TABLE churn_state (commits INTEGER NOT NULL); \
+         INSERT INTO churn_state VALUES (0); \
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 3000) \
+         INSERT INTO churn (payload) SELECT randomblob(4000) FROM n;",
+    )
+    .execute(&mut writer)
+    .await
+    .unwrap();
+
+    let commits = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let writing = tokio::spawn({
+        let (commits, stop) = (commits.clone(), stop.clone());
+        async move {
+            while !stop.load(Ordering::SeqCst) {
+                sqlx::raw_sql(
+                    "BEGIN IMMEDIATE; \
+                     INSERT INTO churn (payload) VALUES (randomblob(4000)); \
+                     INSERT INTO churn (payload) VALUES (randomblob(4000)); \
+                     UPDATE churn_state SET commits = commits + 1; \
+                     COMMIT;",
+                )
+                .execute(&mut writer)
+                .await
+                .unwrap();
+                commits.fetch_add(1, Ordering::SeqCst);
+            }
+            writer.close().await.unwrap();
+        }
+    });
+    while commits.load(Ordering::SeqCst) < 5 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("live.sqlite3");
+    let progress = Arc::new(HoldFirstStep {
+        commits: commits.clone(),
+        held: AtomicBool::new(false),
+        commits_at_hold: AtomicU64::new(0),
+        pages: Mutex::new(Vec::new()),
+    });
+    let settings = test_db.settings(&[]);
+    let report = backup::backup_with_progress(
+        &settings.database,
+        BackupFormat::Custom,
+        Some(out.clone()),
+        progress.clone(),
+    )
+    .await
+    .expect("backup");
+    stop.store(true, Ordering::SeqCst);
+    writing.await.unwrap();
+    assert_eq!(report.path, out);
+
+    // The copy was held mid-way while the writer committed at least 20 more times.
+    let at_hold = progress.commits_at_hold.load(Ordering::SeqCst);
+    let total_commits = commits.load(Ordering::SeqCst);
+    assert!(
+        total_commits >= at_hold + 20,
+        "{at_hold} -> {total_commits}"
+    );
+    let pages = progress.pages.lock().unwrap().clone();
+    assert!(pages.len() > 5, "several steps: {pages:?}");
+    assert!(pages.windows(2).all(|w| w[0].0 <= w[1].0), "{pages:?}");
+    let (last_copied, last_total) = *pages.last().unwrap();
+    assert_eq!(last_copied, last_total);
+
+    // Nothing but the backup in its folder: no temp, journal or WAL files.
+    assert_eq!(entries(dir.path()), ["live.sqlite3"]);
+    let header = std::fs::read(&out).unwrap();
+    assert_eq!((header[18], header[19]), (1, 1), "a rollback-journal file");
+
+    let mut copy = SqliteConnectOptions::new()
+        .filename(&out)
+        .read_only(true)
+        .connect()
+        .await
+        .unwrap();
+    let check: Vec<String> = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_all(&mut copy)
+        .await
+        .unwrap();
+    assert_eq!(check, ["ok"]);
+    let state: i64 = sqlx::query_scalar("SELECT commits FROM churn_state")
+        .fetch_one(&mut copy)
+        .await
+        .unwrap();
+    let rows: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM churn")
+        .fetch_one(&mut copy)
+        .await
+        .unwrap();
+    copy.close().await.unwrap();
+    assert_eq!(rows, 3000 + 2 * state, "one committed state");
+    // The copy is the database as of the backup's start, before the writes it waited for.
+    assert!(
+        state as u64 <= at_hold && state >= 5,
+        "{state} commits in the copy; {at_hold} when held"
+    );
+
+    // Restore takes it, with the writer gone.
+    let restored = backup::restore(&settings.database, &out)
+        .await
+        .expect("restore");
+    assert_eq!(restored.kind, "SQLite database");
+    let db = test_db.connect(&[]).await;
+    assert_eq!(
+        scalar_i64(&db, "SELECT COUNT(*) FROM churn").await,
+        3000 + 2 * state
+    );
+    db.close().await;
 }

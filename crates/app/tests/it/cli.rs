@@ -1,57 +1,23 @@
 //! The `app` binary as a user runs it: help, one-line errors with exit codes, ping, fixtures,
 //! echo logs and graceful shutdown.
 
-use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::helpers::{Kind, TestDb, fixture_dir};
+use crate::helpers::{Kind, TestDb, fixture_dir, one_line_failure, run_app, succeeded};
 
 /// Default URL of the project-local PostgreSQL (`make start-infra`), which checks passwords.
 const AUTH_DATABASE_URL: &str = "postgres://app:app@127.0.0.1:15432/app";
 
-/// Runs `app` in `dir` (so no stray `.env` is read) with only the given variables set.
-fn app_in(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_app"));
-    cmd.args(args)
-        .current_dir(dir)
-        .env_clear()
-        .env("DATABASE_FIXTURE_PATH", fixture_dir())
-        .env("NO_COLOR", "1");
-    for (key, value) in vars {
-        cmd.env(key, value);
-    }
-    cmd.output().expect("app runs")
-}
-
+/// `run_app` in a new temp folder with only `vars` set: APP_ENV is left at its default.
 fn app(args: &[&str], vars: &[(&str, &str)]) -> Output {
     let dir = tempfile::tempdir().unwrap();
-    app_in(dir.path(), args, vars)
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-/// Asserts a failure with the given exit code and exactly one line on stderr, returning it.
-fn one_line_failure(out: &Output, code: i32) -> String {
-    let err = stderr(out);
-    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
-    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
-    assert_eq!(lines.len(), 1, "one error line: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    lines[0].to_string()
+    run_app(dir.path(), args, vars)
 }
 
 #[test]
 fn help_is_complete() {
-    let out = app(&["--help"], &[]);
-    assert!(out.status.success());
-    let text = stdout(&out);
+    let text = succeeded(&app(&["--help"], &[]));
     for word in ["run", "database", "DATABASE_URL", "APP_ENV"] {
         assert!(text.contains(word), "--help mentions {word}: {text}");
     }
@@ -61,11 +27,10 @@ fn help_is_complete() {
         &["database", "ping", "--help"],
         &["database", "load-fixtures", "--help"],
     ] {
-        let out = app(args, &[]);
-        assert!(out.status.success(), "{args:?}");
-        assert!(stdout(&out).contains("Usage: app"), "{args:?}");
+        let text = succeeded(&app(args, &[]));
+        assert!(text.contains("Usage: app"), "{args:?}");
     }
-    let text = stdout(&app(&["run", "--help"], &[]));
+    let text = String::from_utf8_lossy(&app(&["run", "--help"], &[]).stdout).into_owned();
     assert!(text.contains("--host") && text.contains("--port"));
 }
 
@@ -95,7 +60,7 @@ fn a_bad_setting_stops_with_one_line_and_exit_2() {
 fn a_bad_setting_in_an_env_file_is_named() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join(".env.development"), "DATABASE_ECHO=loud\n").unwrap();
-    let out = app_in(dir.path(), &["database", "ping"], &[]);
+    let out = run_app(dir.path(), &["database", "ping"], &[]);
     let line = one_line_failure(&out, 2);
     assert!(line.contains("DATABASE_ECHO=\"loud\""), "{line}");
 }
@@ -103,9 +68,8 @@ fn a_bad_setting_in_an_env_file_is_named() {
 #[test]
 fn ping_sqlite_prints_backend_version_and_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    let out = app_in(dir.path(), &["database", "ping"], &[]);
-    assert!(out.status.success(), "{}", stderr(&out));
-    let text = stdout(&out);
+    let out = run_app(dir.path(), &["database", "ping"], &[]);
+    let text = succeeded(&out);
     assert!(
         text.contains("sqlite") && text.contains("round trip") && text.contains("ms"),
         "{text}"
@@ -115,7 +79,7 @@ fn ping_sqlite_prints_backend_version_and_round_trip() {
         "the default URL is a file in the working directory"
     );
 
-    let out = app_in(dir.path(), &["database", "ping", "--format", "json"], &[]);
+    let out = run_app(dir.path(), &["database", "ping", "--format", "json"], &[]);
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
     assert_eq!(json["backend"], "sqlite");
     assert!(json["serverVersion"].as_str().unwrap().starts_with('3'));
@@ -133,7 +97,7 @@ async fn ping_postgres_in_both_url_styles() {
             &["database", "ping", "--format", "json"],
             &[("DATABASE_URL", url)],
         );
-        assert!(out.status.success(), "{url}: {}", stderr(&out));
+        succeeded(&out);
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(json["backend"], "postgresql");
         assert!(!json["serverVersion"].as_str().unwrap().is_empty());
@@ -169,7 +133,7 @@ async fn ping_with_a_wrong_password_fails_in_one_line() {
         right.status.success(),
         "this test needs a PostgreSQL that checks passwords at {auth_url}: run `make start-infra` \
          (scripts/test.sh does) or set TEST_AUTH_DATABASE_URL; {}",
-        stderr(&right)
+        String::from_utf8_lossy(&right.stderr)
     );
     let mut wrong = url::Url::parse(&auth_url).unwrap();
     wrong.set_password(Some("wrong-password")).unwrap();
@@ -220,7 +184,7 @@ async fn load_fixtures_twice_changes_nothing() {
             &["database", "load-fixtures", "--format", "json"],
             &[("DATABASE_URL", &test_db.url)],
         );
-        assert!(out.status.success(), "{}", stderr(&out));
+        succeeded(&out);
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
         assert_eq!(json[0]["unchanged"], 2, "{kind:?}");
         assert_eq!(json[0]["inserted"], 0, "{kind:?}");
@@ -236,7 +200,7 @@ fn a_malformed_fixture_is_one_line_with_file_and_line() {
     )
     .unwrap();
     let fixtures = dir.path().display().to_string();
-    let out = app_in(
+    let out = run_app(
         dir.path(),
         &["database", "load-fixtures"],
         &[("DATABASE_FIXTURE_PATH", &fixtures)],
@@ -255,8 +219,8 @@ fn echo_logs_statements_and_pool_events() {
             ("DATABASE_POOL_SIZE", "1"),
         ],
     );
-    assert!(out.status.success());
-    let err = stderr(&out);
+    succeeded(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("app::db::sql") && err.contains("SELECT sqlite_version()"),
         "{err}"
@@ -267,7 +231,7 @@ fn echo_logs_statements_and_pool_events() {
 
     let quiet = app(&["database", "ping"], &[]);
     assert!(
-        !stderr(&quiet).contains("app::db::sql"),
+        !String::from_utf8_lossy(&quiet.stderr).contains("app::db::sql"),
         "echo is off by default"
     );
 }

@@ -1,25 +1,15 @@
 //! `app database doctor --format json`: findings with ok / warn / fail, exit 1 on any fail.
 
-use std::process::{Command, Output};
+use std::process::Output;
 
 use sea_orm::ConnectionTrait;
 use serde_json::Value;
 
-use crate::helpers::{Kind, TestDb, fixture_dir};
+use crate::helpers::{Kind, TestDb, run_app_on};
 
-/// Runs `app database doctor --format json` against `url` with only the test variables set.
+/// Runs `app database doctor --format json` against `url` and parses the report.
 fn doctor(url: &str) -> (Output, Value) {
-    let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(env!("CARGO_BIN_EXE_app"))
-        .args(["database", "doctor", "--format", "json"])
-        .current_dir(dir.path())
-        .env_clear()
-        .env("APP_ENV", "testing")
-        .env("DATABASE_URL", url)
-        .env("DATABASE_FIXTURE_PATH", fixture_dir())
-        .env("NO_COLOR", "1")
-        .output()
-        .expect("app runs");
+    let out = run_app_on(url, &["database", "doctor", "--format", "json"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     let json: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|err| {

@@ -300,3 +300,65 @@ macro_rules! on_both_databases {
 }
 
 pub(crate) use on_both_databases;
+
+/// Runs the `app` binary as a user would: in `dir` (so no stray `.env` is read), with no
+/// terminal on stdin, and with only PATH (to find pg_dump and friends), NO_COLOR, the shipped
+/// fixtures and `vars` set.
+pub fn run_app(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_app"));
+    command
+        .args(args)
+        .current_dir(dir)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("NO_COLOR", "1")
+        .env("DATABASE_FIXTURE_PATH", fixture_dir())
+        .stdin(std::process::Stdio::null());
+    for (key, value) in vars {
+        command.env(key, value);
+    }
+    command.output().expect("app runs")
+}
+
+/// `run_app` in a new temp folder with APP_ENV=testing and DATABASE_URL=`url`.
+pub fn run_app_on(url: &str, args: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().expect("temp dir");
+    run_app(
+        dir.path(),
+        args,
+        &[("APP_ENV", "testing"), ("DATABASE_URL", url)],
+    )
+}
+
+/// Asserts the command succeeded and returns its stdout.
+pub fn succeeded(out: &std::process::Output) -> String {
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "stdout: {stdout}\nstderr: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+/// Asserts a failure with exit `code`, exactly one `error:` line on stderr and no panic, and
+/// returns the line.
+pub fn one_line_failure(out: &std::process::Output, code: i32) -> String {
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
+    let lines: Vec<&str> = err.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(lines.len(), 1, "one error line: {err}");
+    assert!(!err.contains("panicked"), "{err}");
+    lines[0].to_string()
+}
+
+/// `one_line_failure`, and the error line is all there is on stderr: no warning, log or
+/// progress line beside it.
+pub fn only_line_failure(out: &std::process::Output, code: i32) -> String {
+    let line = one_line_failure(out, code);
+    let err = String::from_utf8_lossy(&out.stderr);
+    let lines = err.lines().filter(|l| !l.trim().is_empty()).count();
+    assert_eq!(lines, 1, "one line: {err}");
+    assert!(line.starts_with("error: "), "{err}");
+    line
+}

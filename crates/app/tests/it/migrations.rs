@@ -3,7 +3,6 @@
 //! and merges; and the application's own chain.
 
 use std::collections::BTreeSet;
-use std::process::Command;
 
 use app::db::Database;
 use app::migrate;
@@ -13,7 +12,7 @@ use strata::runner::{self, Conn, DataContext, Event, Plan, RunError, Statement};
 use strata::state::{Direction, History, HistoryError};
 use strata::{Dialect, Schema};
 
-use crate::helpers::{Kind, TestDb, fixture_dir, scalar_i64};
+use crate::helpers::{Kind, TestDb, run_app, run_app_on, scalar_i64};
 
 const VERSION_TABLE: &str = "ddl_version";
 
@@ -642,22 +641,9 @@ async fn app_chain_up_and_down_by_introspection_sqlite() {
     app_chain_up_and_down_by_introspection(Kind::Sqlite).await;
 }
 
-fn app_cmd(url: &str, args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_app"))
-        .args(args)
-        .env_clear()
-        .env("APP_ENV", "testing")
-        .env("DATABASE_URL", url)
-        .env("DATABASE_FIXTURE_PATH", fixture_dir())
-        .env("NO_COLOR", "1")
-        .current_dir(std::env::temp_dir())
-        .output()
-        .unwrap()
-}
-
 async fn check_catches_hand_made_drift(kind: Kind) {
     let test_db = TestDb::new(kind).await;
-    let clean = app_cmd(&test_db.url, &["database", "check"]);
+    let clean = run_app_on(&test_db.url, &["database", "check"]);
     assert!(
         clean.status.success(),
         "{}{}",
@@ -674,7 +660,7 @@ async fn check_catches_hand_made_drift(kind: Kind) {
         .execute_unprepared("CREATE INDEX ix_hand_made ON tag (color)")
         .await
         .unwrap();
-    let out = app_cmd(&test_db.url, &["database", "check", "--format", "json"]);
+    let out = run_app_on(&test_db.url, &["database", "check", "--format", "json"]);
     assert_eq!(out.status.code(), Some(1));
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let drift = report["databaseDrift"].to_string();
@@ -694,24 +680,15 @@ async fn check_catches_hand_made_drift_sqlite() {
 
 async fn eight_concurrent_upgraders_apply_once(kind: Kind) {
     let test_db = TestDb::empty(kind).await;
-    let children: Vec<_> = (0..8)
-        .map(|_| {
-            Command::new(env!("CARGO_BIN_EXE_app"))
-                .args(["database", "upgrade"])
-                .env_clear()
-                .env("APP_ENV", "testing")
-                .env("DATABASE_URL", &test_db.url)
-                .env("NO_COLOR", "1")
-                .current_dir(std::env::temp_dir())
-                .stdout(std::process::Stdio::piped())
-                .stderr(std::process::Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
+    // Eight processes at once: each thread starts one and waits for it.
+    let outputs: Vec<_> = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..8)
+            .map(|_| scope.spawn(|| run_app_on(&test_db.url, &["database", "upgrade"])))
+            .collect();
+        runs.into_iter().map(|run| run.join().unwrap()).collect()
+    });
     let mut ran = 0;
-    for child in children {
-        let out = child.wait_with_output().unwrap();
+    for out in outputs {
         let stdout = String::from_utf8_lossy(&out.stdout);
         assert!(
             out.status.success(),
@@ -757,7 +734,7 @@ fn upgrade_sql_prints_without_connecting() {
             "BEGIN IMMEDIATE",
         ),
     ] {
-        let out = app_cmd(url, &["database", "upgrade", "--sql"]);
+        let out = run_app_on(url, &["database", "upgrade", "--sql"]);
         assert!(
             out.status.success(),
             "{}",
@@ -767,7 +744,7 @@ fn upgrade_sql_prints_without_connecting() {
         assert!(sql.contains("CREATE TABLE \"user_account\""), "{sql}");
         assert!(sql.contains(needle), "{url}: {sql}");
         assert!(sql.contains("INSERT INTO \"ddl_version\""), "{sql}");
-        let out = app_cmd(url, &["database", "downgrade", "--sql"]);
+        let out = run_app_on(url, &["database", "downgrade", "--sql"]);
         assert!(
             out.status.success(),
             "{}",
@@ -787,13 +764,16 @@ fn make_migrations_with_no_change_writes_nothing() {
         std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
     }
     let before: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-    let out = Command::new(env!("CARGO_BIN_EXE_app"))
-        .args(["database", "make-migrations", "-m", "nothing"])
-        .env_clear()
-        .env("DATABASE_MIGRATION_PATH", dir.path())
-        .env("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
-        .output()
-        .unwrap();
+    let migration_path = dir.path().to_str().unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let out = run_app(
+        cwd.path(),
+        &["database", "make-migrations", "-m", "nothing"],
+        &[
+            ("DATABASE_MIGRATION_PATH", migration_path),
+            ("DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none"),
+        ],
+    );
     assert!(
         out.status.success(),
         "{}",
@@ -802,12 +782,11 @@ fn make_migrations_with_no_change_writes_nothing() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("No changes"));
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), before.len());
 
-    let out = Command::new(env!("CARGO_BIN_EXE_app"))
-        .args(["database", "make-migrations", "--merge", "-m", "merge"])
-        .env_clear()
-        .env("DATABASE_MIGRATION_PATH", dir.path())
-        .output()
-        .unwrap();
+    let out = run_app(
+        cwd.path(),
+        &["database", "make-migrations", "--merge", "-m", "merge"],
+        &[("DATABASE_MIGRATION_PATH", migration_path)],
+    );
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("nothing to merge"));
 }
@@ -820,12 +799,12 @@ fn make_migrations_empty_writes_a_listed_file() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_app"))
-        .args(["database", "revision", "-m", "Backfill the colours!"])
-        .env_clear()
-        .env("DATABASE_MIGRATION_PATH", dir.path())
-        .output()
-        .unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let out = run_app(
+        cwd.path(),
+        &["database", "revision", "-m", "Backfill the colours!"],
+        &[("DATABASE_MIGRATION_PATH", dir.path().to_str().unwrap())],
+    );
     assert!(
         out.status.success(),
         "{}",

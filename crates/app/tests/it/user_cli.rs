@@ -1,52 +1,11 @@
 //! `app user create | promote | demote` as a person or a script runs them.
 
-use std::process::{Command, Output, Stdio};
-
 use app::domain::accounts;
 use app::fixtures::SUPERUSER_ROLE;
 use sea_orm::DatabaseConnection;
 
 use crate::api::PASSWORD;
-use crate::helpers::{Kind, TestDb, fixture_dir};
-
-/// Runs `app` in a temp folder (no stray `.env`), with no terminal on stdin.
-fn app(args: &[&str], database_url: &str) -> Output {
-    let dir = tempfile::tempdir().unwrap();
-    Command::new(env!("CARGO_BIN_EXE_app"))
-        .args(args)
-        .current_dir(dir.path())
-        .env_clear()
-        .env("APP_ENV", "testing")
-        .env("DATABASE_URL", database_url)
-        .env("DATABASE_FIXTURE_PATH", fixture_dir())
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .output()
-        .expect("app runs")
-}
-
-fn stdout(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).into_owned()
-}
-
-/// Asserts a failure with `code` and exactly one line on stderr, and returns the line.
-fn one_line_failure(out: &Output, code: i32) -> String {
-    let err = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(code), "stderr: {err}");
-    let lines: Vec<&str> = err.lines().filter(|line| !line.trim().is_empty()).collect();
-    assert_eq!(lines.len(), 1, "one line: {err}");
-    assert!(lines[0].starts_with("error: "), "{err}");
-    lines[0].to_string()
-}
-
-fn succeeded(out: &Output) {
-    assert!(
-        out.status.success(),
-        "stdout: {}\nstderr: {}",
-        stdout(out),
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
+use crate::helpers::{Kind, TestDb, only_line_failure, run_app_on, succeeded};
 
 async fn roles_of(db: &DatabaseConnection, email: &str) -> (bool, Vec<String>) {
     let user = accounts::find_by_email(db, email)
@@ -62,7 +21,8 @@ async fn roles_of(db: &DatabaseConnection, email: &str) -> (bool, Vec<String>) {
 
 async fn create_with_flags(kind: Kind) {
     let test_db = TestDb::new(kind).await;
-    let out = app(
+    let out = run_app_on(
+        &test_db.url,
         &[
             "user",
             "create",
@@ -73,12 +33,12 @@ async fn create_with_flags(kind: Kind) {
             "--password",
             PASSWORD,
         ],
-        &test_db.url,
     );
-    succeeded(&out);
-    assert!(stdout(&out).contains("gus@example.com"), "{}", stdout(&out));
+    let text = succeeded(&out);
+    assert!(text.contains("gus@example.com"), "{text}");
 
-    let out = app(
+    let out = run_app_on(
+        &test_db.url,
         &[
             "user",
             "create",
@@ -90,7 +50,6 @@ async fn create_with_flags(kind: Kind) {
             "--format",
             "json",
         ],
-        &test_db.url,
     );
     succeeded(&out);
     let shown: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
@@ -119,8 +78,9 @@ async fn create_with_flags(kind: Kind) {
     );
     db.close().await;
 
-    let line = one_line_failure(
-        &app(
+    let line = only_line_failure(
+        &run_app_on(
+            &test_db.url,
             &[
                 "user",
                 "create",
@@ -129,7 +89,6 @@ async fn create_with_flags(kind: Kind) {
                 "--password",
                 PASSWORD,
             ],
-            &test_db.url,
         ),
         1,
     );
@@ -138,8 +97,9 @@ async fn create_with_flags(kind: Kind) {
         "{line}"
     );
 
-    let line = one_line_failure(
-        &app(
+    let line = only_line_failure(
+        &run_app_on(
+            &test_db.url,
             &[
                 "user",
                 "create",
@@ -148,7 +108,6 @@ async fn create_with_flags(kind: Kind) {
                 "--password",
                 "short",
             ],
-            &test_db.url,
         ),
         2,
     );
@@ -172,12 +131,15 @@ async fn create_with_flags_sqlite() {
 fn create_without_a_terminal_needs_every_value_as_a_flag() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("unused.sqlite3").display());
-    let line = one_line_failure(
-        &app(&["user", "create", "--email", "x@example.com"], &url),
+    let line = only_line_failure(
+        &run_app_on(&url, &["user", "create", "--email", "x@example.com"]),
         2,
     );
     assert!(line.contains("--password"), "{line}");
-    let line = one_line_failure(&app(&["user", "create", "--password", PASSWORD], &url), 2);
+    let line = only_line_failure(
+        &run_app_on(&url, &["user", "create", "--password", PASSWORD]),
+        2,
+    );
     assert!(line.contains("--email"), "{line}");
     assert!(
         !dir.path().join("unused.sqlite3").exists(),
@@ -187,7 +149,8 @@ fn create_without_a_terminal_needs_every_value_as_a_flag() {
 
 async fn promote_and_demote(kind: Kind) {
     let test_db = TestDb::new(kind).await;
-    succeeded(&app(
+    succeeded(&run_app_on(
+        &test_db.url,
         &[
             "user",
             "create",
@@ -196,16 +159,15 @@ async fn promote_and_demote(kind: Kind) {
             "--password",
             PASSWORD,
         ],
-        &test_db.url,
     ));
     let db = test_db.connect(&[("DATABASE_POOL_SIZE", "1")]).await;
 
-    let out = app(
-        &["user", "promote", "--email", "HAL@example.com"],
+    let out = run_app_on(
         &test_db.url,
+        &["user", "promote", "--email", "HAL@example.com"],
     );
-    succeeded(&out);
-    assert!(stdout(&out).contains("superuser"), "{}", stdout(&out));
+    let text = succeeded(&out);
+    assert!(text.contains("superuser"), "{text}");
     assert_eq!(
         roles_of(db.conn(), "hal@example.com").await,
         (
@@ -213,9 +175,9 @@ async fn promote_and_demote(kind: Kind) {
             vec!["application-access".to_string(), SUPERUSER_ROLE.to_string()]
         )
     );
-    succeeded(&app(
-        &["user", "promote", "--email", "hal@example.com"],
+    succeeded(&run_app_on(
         &test_db.url,
+        &["user", "promote", "--email", "hal@example.com"],
     ));
     assert_eq!(
         roles_of(db.conn(), "hal@example.com").await.1.len(),
@@ -223,9 +185,9 @@ async fn promote_and_demote(kind: Kind) {
         "twice is harmless"
     );
 
-    succeeded(&app(
-        &["user", "demote", "--email", "hal@example.com"],
+    succeeded(&run_app_on(
         &test_db.url,
+        &["user", "demote", "--email", "hal@example.com"],
     ));
     assert_eq!(
         roles_of(db.conn(), "hal@example.com").await,
@@ -234,7 +196,10 @@ async fn promote_and_demote(kind: Kind) {
     db.close().await;
 
     for command in ["promote", "demote"] {
-        let line = one_line_failure(&app(&["user", command, "--email", "x@y"], &test_db.url), 1);
+        let line = only_line_failure(
+            &run_app_on(&test_db.url, &["user", command, "--email", "x@y"]),
+            1,
+        );
         assert_eq!(line, "error: no user with email x@y");
     }
 }
@@ -252,21 +217,20 @@ async fn promote_and_demote_sqlite() {
 #[test]
 fn user_help_is_complete() {
     let url = "sqlite::memory:";
-    let out = app(&["user", "--help"], url);
-    succeeded(&out);
+    let out = run_app_on(url, &["user", "--help"]);
+    let text = succeeded(&out);
     for word in ["create", "promote", "demote"] {
-        assert!(stdout(&out).contains(word), "{word}: {}", stdout(&out));
+        assert!(text.contains(word), "{word}: {text}");
     }
-    let out = app(&["user", "create", "--help"], url);
-    succeeded(&out);
+    let out = run_app_on(url, &["user", "create", "--help"]);
+    let text = succeeded(&out);
     for flag in ["--email", "--name", "--password", "--superuser", "terminal"] {
-        assert!(stdout(&out).contains(flag), "{flag}: {}", stdout(&out));
+        assert!(text.contains(flag), "{flag}: {text}");
     }
     for command in ["promote", "demote"] {
-        let out = app(&["user", command, "--help"], url);
-        succeeded(&out);
-        assert!(stdout(&out).contains("--email"));
+        let out = run_app_on(url, &["user", command, "--help"]);
+        assert!(succeeded(&out).contains("--email"));
     }
-    let out = app(&["--help"], url);
-    assert!(stdout(&out).contains("user"));
+    let out = run_app_on(url, &["--help"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("user"));
 }
