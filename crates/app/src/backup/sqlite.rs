@@ -182,7 +182,9 @@ pub(super) async fn restore(
     let options = SqliteConnectOptions::new()
         .filename(file)
         .read_only(true)
-        .immutable(true);
+        .immutable(true)
+        // Checking a big file takes seconds; that is the work, not a slow query to warn about.
+        .log_slow_statements(log::LevelFilter::Off, std::time::Duration::ZERO);
     let mut conn = options
         .connect()
         .await

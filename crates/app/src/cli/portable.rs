@@ -6,15 +6,14 @@ use std::path::Path;
 use super::output::{Format, print_json, print_table};
 use super::{CliError, connect_for_tooling};
 use crate::config::Settings;
-use crate::portable::{self, TableSummary};
+use crate::db::Database;
+use crate::portable::{self, PortableError, TableSummary};
 
 pub async fn dump(settings: &Settings, output: &Path, format: Format) -> Result<(), CliError> {
-    let db = connect_for_tooling(&settings.database).await?;
-    let bar = rows_bar();
-    let result = portable::dump(&db, &settings.database, output, &bar).await;
-    bar.finish_and_clear();
-    db.close().await;
-    let report = result?;
+    let report = with_rows_bar(settings, async |db, bar| {
+        portable::dump(db, &settings.database, output, bar).await
+    })
+    .await?;
     match format {
         Format::Json => print_json(&serde_json::json!({
             "path": report.path,
@@ -36,12 +35,10 @@ pub async fn dump(settings: &Settings, output: &Path, format: Format) -> Result<
 }
 
 pub async fn load(settings: &Settings, path: &Path, format: Format) -> Result<(), CliError> {
-    let db = connect_for_tooling(&settings.database).await?;
-    let bar = rows_bar();
-    let result = portable::load(&db, &settings.database, path, &bar).await;
-    bar.finish_and_clear();
-    db.close().await;
-    let report = result?;
+    let report = with_rows_bar(settings, async |db, bar| {
+        portable::load(db, &settings.database, path, bar).await
+    })
+    .await?;
     match format {
         Format::Json => print_json(&serde_json::json!({
             "from": report.from,
@@ -65,6 +62,19 @@ pub async fn load(settings: &Settings, path: &Path, format: Format) -> Result<()
     Ok(())
 }
 
+/// Runs `work` on a one-connection database with a rows bar, then clears the bar and closes.
+async fn with_rows_bar<T>(
+    settings: &Settings,
+    work: impl AsyncFnOnce(&Database, &indicatif::ProgressBar) -> Result<T, PortableError>,
+) -> Result<T, CliError> {
+    let db = connect_for_tooling(&settings.database).await?;
+    let bar = rows_bar();
+    let result = work(&db, &bar).await;
+    bar.finish_and_clear();
+    db.close().await;
+    Ok(result?)
+}
+
 fn print_summaries(tables: &[TableSummary]) {
     let rows: Vec<Vec<String>> = tables
         .iter()
@@ -84,8 +94,10 @@ fn rows_bar() -> indicatif::ProgressBar {
     }
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg:24} {bar:30} {pos}/{len} rows {per_sec}")
-            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        indicatif::ProgressStyle::with_template(
+            "{msg:24} {bar:30} {human_pos}/{human_len} rows  {elapsed}",
+        )
+        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
     );
     bar
 }
