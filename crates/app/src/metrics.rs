@@ -1,15 +1,23 @@
 //! Prometheus metrics for operators, served as text at `GET /metrics`.
 //!
 //! One [`Metrics`] per [`Database`](crate::db::Database) (so one per app: tests run many apps in
-//! one process and each sees only its own figures). The database layer records statements, pool
-//! timeouts and checkout waits; the HTTP layer records requests; pool gauges are read at scrape
-//! time. The text format (version 0.0.4) is written here by hand: it is a few lines per metric,
-//! and a library would bring a registry and an encoder for what a `BTreeMap` does.
+//! one process and each sees only its own figures). The database layer records statements and
+//! pool timeouts; the HTTP layer records requests; pool gauges are read at scrape time.
+//!
+//! The one exception is the checkout-wait histogram, which is process-wide: sqlx reports each
+//! checkout as a tracing event, and the tracing subscriber that turns those into observations
+//! ([`acquire`]) is global. A service process has one pool, so that histogram is its pool's;
+//! in a process with several pools (tests serving many apps) it adds up all of them.
+//!
+//! The text format (version 0.0.4) is written here by hand: it is a few lines per metric, and a
+//! library would bring a registry and an encoder for what a `BTreeMap` does.
+
+pub mod acquire;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{LazyLock, Mutex};
 use std::time::Duration;
 
 use crate::db::PoolStatus;
@@ -41,11 +49,20 @@ impl Default for Metrics {
     }
 }
 
-/// Every figure the app exports, for one app.
+/// How long every pool checkout of this process waited, timed-out ones included (see the
+/// module documentation for why it is process-wide).
+static ACQUIRE_WAIT: LazyLock<Mutex<Histogram>> =
+    LazyLock::new(|| Mutex::new(Histogram::new(DB_BUCKETS)));
+
+/// Records how long one pool checkout took until it held a connection (or gave up).
+pub fn observe_acquire_wait(waited: Duration) {
+    lock(&ACQUIRE_WAIT).observe(waited);
+}
+
+/// Every figure the app exports, for one app (the checkout waits are the process's).
 #[derive(Debug)]
 pub struct Metrics {
     pool_timeouts: AtomicU64,
-    acquire_wait: Mutex<Histogram>,
     statements: Mutex<BTreeMap<&'static str, Histogram>>,
     requests: Mutex<BTreeMap<(String, String, u16), u64>>,
     request_durations: Mutex<BTreeMap<(String, String), Histogram>>,
@@ -55,21 +72,18 @@ impl Metrics {
     pub fn new() -> Self {
         Metrics {
             pool_timeouts: AtomicU64::new(0),
-            acquire_wait: Mutex::new(Histogram::new(DB_BUCKETS)),
             statements: Mutex::default(),
             requests: Mutex::default(),
             request_durations: Mutex::default(),
         }
     }
 
-    /// Counts one pool checkout that timed out.
-    pub fn pool_timeout(&self) {
+    /// Counts one pool checkout that timed out, and records its wait, `waited` (the pool
+    /// timeout, when sqlx gave up), in the checkout-wait histogram: sqlx reports only the
+    /// checkouts that succeed.
+    pub fn pool_timeout(&self, waited: Duration) {
         self.pool_timeouts.fetch_add(1, Ordering::Relaxed);
-    }
-
-    /// Records how long an explicit checkout (the health check's) waited.
-    pub fn observe_acquire_wait(&self, waited: Duration) {
-        lock(&self.acquire_wait).observe(waited);
+        observe_acquire_wait(waited);
     }
 
     /// Records one statement as SeaORM reports it (execution only, after the checkout).
@@ -142,12 +156,12 @@ impl Metrics {
         header(
             &mut out,
             name,
-            "Time the health check's own pool checkout took until it held a connection (waiting for \
-             a free one, opening one, pre-ping), timeouts included. SeaORM's checkouts for \
-             queries are not timed: this samples pool pressure once per GET /health.",
+            "Time each pool checkout of this process took until it held a connection (waiting for \
+             a free one, opening one, pre-ping): every query's, the health check's, all. A \
+             checkout that timed out counts as waiting DATABASE_POOL_TIMEOUT.",
             "histogram",
         );
-        lock(&self.acquire_wait).write(&mut out, name, "");
+        lock(&ACQUIRE_WAIT).write(&mut out, name, "");
 
         let name = "app_db_statement_duration_seconds";
         header(
@@ -301,7 +315,7 @@ mod tests {
         metrics.observe_statement(Duration::from_millis(20), false);
         metrics.observe_request("GET", "/health", 200, Duration::from_millis(3));
         metrics.observe_request("BREW", "/x\"y", 404, Duration::from_secs(20));
-        metrics.pool_timeout();
+        metrics.pool_timeout(Duration::from_secs(30));
         let text = metrics.render(pool());
         assert!(text.contains("app_db_pool_max_overflow 3\n"), "{text}");
         assert!(
@@ -326,9 +340,18 @@ mod tests {
         assert!(text.contains(
             "app_http_request_duration_seconds_bucket{method=\"other\",route=\"/x\\\"y\",le=\"10\"} 0\n"
         ));
+        // Process-wide: other tests of this process may have added to it too.
+        let sample = |series: &str| -> u64 {
+            text.lines()
+                .find_map(|line| line.strip_prefix(series)?.strip_prefix(' '))
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{series}: {text}"))
+        };
+        let over_10s = sample("app_db_pool_acquire_wait_seconds_bucket{le=\"+Inf\"}")
+            - sample("app_db_pool_acquire_wait_seconds_bucket{le=\"10\"}");
         assert!(
-            text.contains("app_db_pool_acquire_wait_seconds_count 0\n"),
-            "{text}"
+            over_10s >= 1,
+            "the timed-out checkout counts as 30s: {text}"
         );
         for line in text.lines().filter(|l| l.starts_with("# TYPE")) {
             let name = line.split(' ').nth(2).unwrap();

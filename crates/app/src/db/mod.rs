@@ -173,12 +173,18 @@ impl Database {
         }
     }
 
+    /// How long a checkout waits before it gives up (`DATABASE_POOL_TIMEOUT`).
+    pub fn pool_timeout(&self) -> Duration {
+        self.pool_timeout
+    }
+
     /// Turns a SeaORM error into ours: a pool timeout gets the pool's figures, and is counted
-    /// in `app_db_pool_acquire_timeouts_total`.
+    /// in `app_db_pool_acquire_timeouts_total` and, as a wait of `DATABASE_POOL_TIMEOUT`, in
+    /// `app_db_pool_acquire_wait_seconds`.
     pub fn explain(&self, err: sea_orm::DbErr) -> DbError {
         match err {
             sea_orm::DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout) => {
-                self.metrics.pool_timeout();
+                self.metrics.pool_timeout(self.pool_timeout);
                 let status = self.pool_status();
                 DbError::PoolTimeout {
                     waited: self.pool_timeout,
@@ -191,27 +197,20 @@ impl Database {
         }
     }
 
-    /// Checks a connection out of the pool and gives it straight back, timing the checkout in
-    /// `app_db_pool_acquire_wait_seconds`. SeaORM checks out inside each query where the wait
-    /// cannot be seen, so this explicit checkout is the one the histogram measures.
+    /// Checks a connection out of the pool and gives it straight back; returns how long the
+    /// checkout took. It lands in `app_db_pool_acquire_wait_seconds` like any other checkout
+    /// (sqlx reports it; a timeout is recorded by [`explain`](Self::explain)).
     pub async fn probe_checkout(&self) -> Result<Duration, DbError> {
         let started = Instant::now();
         let checked_out = match &self.pool {
             Pool::Postgres(pool) => pool.0.acquire().await.map(drop),
             Pool::Sqlite(pool) => pool.0.acquire().await.map(drop),
         };
-        let waited = started.elapsed();
         match checked_out {
-            Ok(()) => {
-                self.metrics.observe_acquire_wait(waited);
-                Ok(waited)
-            }
-            Err(sqlx::Error::PoolTimedOut) => {
-                self.metrics.observe_acquire_wait(waited);
-                Err(self.explain(sea_orm::DbErr::ConnectionAcquire(
-                    sea_orm::ConnAcquireErr::Timeout,
-                )))
-            }
+            Ok(()) => Ok(started.elapsed()),
+            Err(sqlx::Error::PoolTimedOut) => Err(self.explain(sea_orm::DbErr::ConnectionAcquire(
+                sea_orm::ConnAcquireErr::Timeout,
+            ))),
             Err(err) => Err(DbError::connect("the database pool", err)),
         }
     }

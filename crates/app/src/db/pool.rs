@@ -16,6 +16,12 @@
 //!   a dead one is closed and replaced without the caller seeing an error.
 //! - `POOL_DISABLED` closes every connection on checkin and keeps none open.
 //!
+//! Every successful checkout makes sqlx emit one event under `sqlx::pool::acquire` with its
+//! time (`acquired_after_secs`): at TRACE (`acquire_time_level`), or at the slow level when it
+//! took longer than the slow threshold. `metrics::acquire` turns those into
+//! `app_db_pool_acquire_wait_seconds`; the log filter decides, as for any event, whether they
+//! are printed (at the default `info`, only slow checkouts are, as before).
+//!
 //! sqlx hands out idle connections first-in first-out; there is no LIFO option, so the most
 //! recently returned connection is *not* preferred. Under light load this spreads work over all
 //! kept connections instead of one.
@@ -98,7 +104,10 @@ pub fn options<DB: sqlx::Database>(
         // idle count mid-update (wrapped below zero) and spin at full CPU.
         .max_lifetime(None)
         .idle_timeout(None)
-        .test_before_acquire(settings.pre_ping);
+        .test_before_acquire(settings.pre_ping)
+        // Each checkout's time, for the acquire-wait metric; TRACE, so no log shows it unless
+        // asked to. A slow checkout is reported at the slow level below instead (same field).
+        .acquire_time_level(log::LevelFilter::Trace);
     if echo {
         options = options
             .acquire_slow_threshold(SLOW_CHECKOUT)

@@ -79,7 +79,8 @@ pub struct SchemaHealth {
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let db = &state.db;
     let checked = tokio::time::timeout(HEALTH_TIMEOUT, async {
-        // Timed in app_db_pool_acquire_wait_seconds: the one checkout whose wait we can see.
+        // One checkout and back first; like every checkout, it is timed in
+        // app_db_pool_acquire_wait_seconds (a timeout there is counted once, by `explain`).
         db.probe_checkout().await?;
         let ping = db.ping().await?;
         let status = migrate::pooled_status(db, &state.settings.database).await?;

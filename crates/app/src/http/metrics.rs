@@ -42,7 +42,7 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// Counts and times each request by method, matched route (or `unmatched`) and status, and
-/// counts a pool timeout the error marked as not yet counted.
+/// counts a pool timeout the error marked as not yet counted (with its wait).
 pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
@@ -54,7 +54,7 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
     let response = next.run(request).await;
     let metrics = state.db.metrics();
     if response.extensions().get::<PoolTimeoutSeen>().is_some() {
-        metrics.pool_timeout();
+        metrics.pool_timeout(state.db.pool_timeout());
     }
     metrics.observe_request(
         method.as_str(),

@@ -9,7 +9,7 @@ use sea_orm::ActiveValue::Set;
 use sea_orm::{ActiveModelBehavior, ActiveModelTrait, ColumnTrait, EntityTrait, QueryFilter};
 use uuid::Uuid;
 
-use crate::helpers::{Kind, TestDb};
+use crate::helpers::{Kind, TestDb, telemetry};
 
 /// The password every test user gets.
 pub const PASSWORD: &str = "correct-horse-battery";
@@ -37,6 +37,7 @@ impl TestApp {
     }
 
     pub async fn spawn_with(kind: Kind, vars: &[(&str, &str)]) -> TestApp {
+        telemetry();
         let db = TestDb::new(kind).await;
         let settings = db.settings(vars);
         let tokens = Tokens::new(settings.secret_key.expose(), settings.token_lifetime);

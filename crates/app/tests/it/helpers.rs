@@ -39,6 +39,19 @@ pub fn fixture_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures")
 }
 
+/// Installs the app's tracing subscriber, as `main` does, with logging off: its metrics layer
+/// turns sqlx's checkout events into `app_db_pool_acquire_wait_seconds`, which tests serving
+/// the app in-process would otherwise never see. Once per process; later calls do nothing.
+pub fn telemetry() {
+    app::telemetry::init("off");
+}
+
+/// Whether this test has the process to itself (nextest runs each test in a process of its
+/// own), so process-wide figures such as the checkout-wait histogram hold only its checkouts.
+pub fn alone_in_process() -> bool {
+    std::env::var("NEXTEST_EXECUTION_MODE").is_ok_and(|mode| mode == "process-per-test")
+}
+
 /// Settings for tests: the given variables over quiet defaults and the shipped fixtures.
 pub fn settings_with(vars: &[(&str, &str)]) -> Settings {
     let mut map: HashMap<String, String> = HashMap::new();
