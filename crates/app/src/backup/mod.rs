@@ -74,8 +74,12 @@ fn one_line(text: &str) -> String {
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
-fn timestamp() -> String {
-    chrono::Utc::now().format("%Y%m%dT%H%M%SZ").to_string()
+/// `output`, or `backup-<name>-<UTC timestamp>.<ext>` in the working directory.
+fn target_or_default(output: Option<PathBuf>, name: &str, ext: &str) -> PathBuf {
+    output.unwrap_or_else(|| {
+        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%SZ");
+        PathBuf::from(format!("backup-{name}-{stamp}.{ext}"))
+    })
 }
 
 /// `dir/.name.tmp-PID`: a name next to `target` that no other run uses.

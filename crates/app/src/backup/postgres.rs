@@ -14,7 +14,7 @@ use sqlx::{ConnectOptions, Connection, Row};
 
 use super::{
     BackupError, BackupFormat, BackupReport, Event, Progress, blocking, file_size, finish,
-    temp_next_to, timestamp,
+    target_or_default, temp_next_to,
 };
 
 const INSTALL_CLIENT: &str =
@@ -252,8 +252,7 @@ pub(super) async fn backup(
     } else {
         "sql"
     };
-    let target =
-        output.unwrap_or_else(|| PathBuf::from(format!("backup-{dbname}-{}.{ext}", timestamp())));
+    let target = target_or_default(output, dbname, ext);
     let temp = temp_next_to(&target, "tmp");
     let mut cmd = pg_command(&pg_dump, options, password);
     match format {

@@ -11,7 +11,7 @@ use sqlx::{ConnectOptions, Connection, Row};
 
 use super::{
     BackupError, BackupFormat, BackupReport, Event, Progress, blocking, file_size, finish, online,
-    temp_next_to, timestamp,
+    target_or_default, temp_next_to,
 };
 use crate::config::DatabaseSettings;
 
@@ -41,8 +41,7 @@ pub(super) async fn backup(
     } else {
         "sqlite3"
     };
-    let target =
-        output.unwrap_or_else(|| PathBuf::from(format!("backup-{stem}-{}.{ext}", timestamp())));
+    let target = target_or_default(output, &stem, ext);
     let temp = temp_next_to(&target, "tmp");
     remove_database_files(&temp);
     let db = crate::cli::connect_for_tooling(settings).await?;
