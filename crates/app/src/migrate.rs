@@ -193,32 +193,44 @@ pub async fn status(db: &Database, settings: &DatabaseSettings) -> Result<Status
 /// The database's status read through the pool (for `/health`, which must not open
 /// connections of its own).
 pub async fn pooled_status(db: &Database, settings: &DatabaseSettings) -> Result<Status, DbError> {
-    use sea_orm::ConnectionTrait;
     let history = History::new(crate::migrations::all())
         .map_err(|err| DbError::Unexpected(err.to_string()))?;
-    let tables = crate::models::schema::existing_tables(db.conn())
+    let applied = applied_through(db.conn(), &settings.version_table)
         .await
         .map_err(|err| db.explain(err))?;
-    let mut applied = Vec::new();
-    if tables.contains(&settings.version_table) {
-        let sql = format!(
-            "SELECT version_num, checksum FROM {}",
-            strata::render::quote_ident(&settings.version_table)
-        );
-        let rows = db
-            .conn()
-            .query_all_raw(db.statement(&sql))
-            .await
-            .map_err(|err| db.explain(err))?;
-        for row in rows {
-            applied.push(AppliedRevision {
-                revision: row.try_get_by_index(0).map_err(|err| db.explain(err))?,
-                checksum: row.try_get_by_index(1).map_err(|err| db.explain(err))?,
-                applied_at: String::new(),
-            });
-        }
-    }
     Ok(status_of(&history, applied))
+}
+
+/// The rows of the version table read through a SeaORM connection or transaction (none when
+/// the table does not exist), for callers that must stay on it: `/health` on the pool, dump and
+/// load inside their transaction.
+pub async fn applied_through<C: sea_orm::ConnectionTrait>(
+    conn: &C,
+    version_table: &str,
+) -> Result<Vec<AppliedRevision>, sea_orm::DbErr> {
+    let tables = crate::models::schema::existing_tables(conn).await?;
+    if !tables.iter().any(|t| t == version_table) {
+        return Ok(Vec::new());
+    }
+    let sql = format!(
+        "SELECT version_num, checksum FROM {}",
+        strata::render::quote_ident(version_table)
+    );
+    let rows = conn
+        .query_all_raw(sea_orm::Statement::from_string(
+            conn.get_database_backend(),
+            sql,
+        ))
+        .await?;
+    rows.iter()
+        .map(|row| {
+            Ok(AppliedRevision {
+                revision: row.try_get_by_index(0)?,
+                checksum: row.try_get_by_index(1)?,
+                applied_at: String::new(),
+            })
+        })
+        .collect()
 }
 
 /// What `check` found.

@@ -7,7 +7,7 @@ use strata::autodetect::{NoRenames, RenameCandidate, RenamePolicy};
 use strata::runner::{Event, Plan};
 use strata::state::Direction;
 
-use super::output::{Format, print_json, print_pairs, print_table};
+use super::output::{Format, print_json, print_pairs, print_table, terminal_bar};
 use super::{CliError, connect_for_tooling};
 use crate::backup::{self, BackupFormat};
 use crate::config::Settings;
@@ -409,36 +409,24 @@ async fn migrate_online(
     Ok(())
 }
 
-/// A progress bar on a terminal; log lines otherwise.
+/// A progress bar on a terminal; log lines either way.
 struct Progress {
-    bar: Option<indicatif::ProgressBar>,
+    bar: indicatif::ProgressBar,
 }
 
 impl Progress {
     fn new() -> Self {
-        let bar = std::io::stderr().is_terminal().then(|| {
-            let bar = indicatif::ProgressBar::new(0);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} {msg}")
-                    .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-            );
-            bar
-        });
-        Progress { bar }
+        Progress {
+            bar: terminal_bar("{bar:30} {pos}/{len} {msg}"),
+        }
     }
 
     fn on(&self, event: &Event<'_>) {
         match event {
-            Event::Planned { count } => {
-                if let Some(bar) = &self.bar {
-                    bar.set_length(*count as u64);
-                }
-            }
-            Event::Started { migration } => {
-                if let Some(bar) = &self.bar {
-                    bar.set_message(format!("{} {}", migration.revision, migration.message));
-                }
-            }
+            Event::Planned { count } => self.bar.set_length(*count as u64),
+            Event::Started { migration } => self
+                .bar
+                .set_message(format!("{} {}", migration.revision, migration.message)),
             Event::Finished { migration, elapsed } => {
                 tracing::info!(
                     revision = %migration.revision,
@@ -446,24 +434,18 @@ impl Progress {
                     elapsed_ms = elapsed.as_millis() as u64,
                     "migration {}: {}", migration.revision, migration.message
                 );
-                if let Some(bar) = &self.bar {
-                    bar.inc(1);
-                }
+                self.bar.inc(1);
             }
             Event::Skipped { migration } => {
                 tracing::info!(revision = %migration.revision, "already done by another process");
-                if let Some(bar) = &self.bar {
-                    bar.inc(1);
-                }
+                self.bar.inc(1);
             }
             Event::Statement { sql } => tracing::debug!(target: "app::migrate", "{sql}"),
         }
     }
 
     fn finish(&self) {
-        if let Some(bar) = &self.bar {
-            bar.finish_and_clear();
-        }
+        self.bar.finish_and_clear();
     }
 }
 

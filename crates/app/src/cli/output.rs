@@ -1,5 +1,7 @@
 //! Printing results for people (aligned text) or scripts (`--format json`).
 
+use std::io::IsTerminal;
+
 use serde::Serialize;
 
 /// How a command prints its result.
@@ -52,4 +54,18 @@ pub fn print_json<T: Serialize>(value: &T) {
         Ok(text) => println!("{text}"),
         Err(err) => eprintln!("error: cannot format the result as JSON: {err}"),
     }
+}
+
+/// A progress bar drawn with `template` on stderr when stderr is a terminal, and a hidden one
+/// (every call a no-op) otherwise, so piped output and CI logs get no escape codes.
+pub fn terminal_bar(template: &str) -> indicatif::ProgressBar {
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
 }

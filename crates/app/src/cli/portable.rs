@@ -1,9 +1,8 @@
 //! `app database dump` and `app database load`.
 
-use std::io::IsTerminal;
 use std::path::Path;
 
-use super::output::{Format, print_json, print_table};
+use super::output::{Format, print_json, print_table, terminal_bar};
 use super::{CliError, connect_for_tooling};
 use crate::config::Settings;
 use crate::db::Database;
@@ -68,7 +67,8 @@ async fn with_rows_bar<T>(
     work: impl AsyncFnOnce(&Database, &indicatif::ProgressBar) -> Result<T, PortableError>,
 ) -> Result<T, CliError> {
     let db = connect_for_tooling(&settings.database).await?;
-    let bar = rows_bar();
+    // Rows done of the current table.
+    let bar = terminal_bar("{msg:24} {bar:30} {human_pos}/{human_len} rows  {elapsed}");
     let result = work(&db, &bar).await;
     bar.finish_and_clear();
     db.close().await;
@@ -85,19 +85,4 @@ fn print_summaries(tables: &[TableSummary]) {
 
 fn total_rows(tables: &[TableSummary]) -> u64 {
     tables.iter().map(|t| t.rows).sum()
-}
-
-/// Rows done of the current table on a terminal; hidden otherwise, so logs stay clean.
-fn rows_bar() -> indicatif::ProgressBar {
-    if !std::io::stderr().is_terminal() {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(0);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template(
-            "{msg:24} {bar:30} {human_pos}/{human_len} rows  {elapsed}",
-        )
-        .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
-    );
-    bar
 }

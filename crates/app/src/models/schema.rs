@@ -323,7 +323,7 @@ pub async fn missing_tables(db: &DatabaseConnection) -> Result<Vec<&'static str>
 }
 
 /// The names of the user tables in the database.
-pub async fn existing_tables(db: &DatabaseConnection) -> Result<Vec<String>, DbErr> {
+pub async fn existing_tables<C: ConnectionTrait>(db: &C) -> Result<Vec<String>, DbErr> {
     let sql = match db.get_database_backend() {
         DbBackend::Postgres => {
             "SELECT table_name::text FROM information_schema.tables \

@@ -21,7 +21,7 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use futures_util::StreamExt;
-use sea_orm::{ConnectionTrait, DbBackend, StreamTrait};
+use sea_orm::{ConnectionTrait, StreamTrait};
 use sha2::{Digest, Sha256};
 use strata::render::quote_ident;
 use strata::schema::{Schema, Table};
@@ -107,74 +107,27 @@ async fn revision_and_schema<C: ConnectionTrait>(
     role: &str,
     wanted: &[String],
 ) -> Result<(Vec<String>, Schema), PortableError> {
-    let not_migrated = || {
-        PortableError::Refused(format!(
-            "the {role} database has no migrations applied; run `app database upgrade{}{}` on it first",
-            if wanted.is_empty() { "" } else { " " },
-            wanted.join(" ")
-        ))
-    };
-    let backend = conn.get_database_backend();
-    let table = &settings.version_table;
-    let exists_sql = match backend {
-        DbBackend::Postgres => format!(
-            "SELECT CAST(to_regclass({}) IS NOT NULL AS integer)",
-            sql_string(&quote_ident(table))
-        ),
-        _ => format!(
-            "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = {}",
-            sql_string(table)
-        ),
-    };
-    let exists = conn
-        .query_one_raw(sea_orm::Statement::from_string(backend, exists_sql))
+    let applied = migrate::applied_through(conn, &settings.version_table)
         .await
-        .map_err(DbError::from_db_err)?
-        .map(|row| {
-            row.try_get_by_index::<i64>(0)
-                .or_else(|_| row.try_get_by_index::<i32>(0).map(i64::from))
-        })
-        .transpose()
-        .map_err(DbError::from_db_err)?
-        .unwrap_or(0);
-    if exists == 0 {
-        return Err(not_migrated());
-    }
-    let rows = conn
-        .query_all_raw(sea_orm::Statement::from_string(
-            backend,
-            format!("SELECT version_num FROM {}", quote_ident(table)),
-        ))
-        .await
-        .map_err(DbError::from_db_err)?;
-    let applied: BTreeSet<String> = rows
-        .iter()
-        .map(|row| row.try_get_by_index::<String>(0))
-        .collect::<Result<_, _>>()
         .map_err(DbError::from_db_err)?;
     let history = migrate::history()?;
-    if let Some(unknown) = applied.iter().find(|r| history.get(r).is_err()) {
+    let status = migrate::status_of(&history, applied);
+    if let Some(unknown) = status.unknown.first() {
         return Err(PortableError::Refused(format!(
             "the {role} database is at revision {unknown}, which this build of app does not know"
         )));
     }
-    if applied.is_empty() {
-        return Err(not_migrated());
+    if status.applied.is_empty() {
+        return Err(PortableError::Refused(format!(
+            "the {role} database has no migrations applied; run `app database upgrade{}{}` on it first",
+            if wanted.is_empty() { "" } else { " " },
+            wanted.join(" ")
+        )));
     }
+    let applied: BTreeSet<String> = status.applied.iter().map(|a| a.revision.clone()).collect();
     let schema = history
         .schema_with(&applied)
         .map_err(|err| PortableError::Migrate(Box::new(err.into())))?;
-    let status = migrate::status_of(
-        &history,
-        applied
-            .into_iter()
-            .map(|revision| strata::runner::AppliedRevision {
-                revision,
-                checksum: String::new(),
-                applied_at: String::new(),
-            })
-            .collect(),
-    );
     let mut current = status.current;
     current.sort();
     Ok((current, schema))
@@ -239,10 +192,6 @@ async fn read_table<C: StreamTrait>(
         each(&line)?;
     }
     Ok(fingerprint.finish(&table.name))
-}
-
-fn sql_string(text: &str) -> String {
-    format!("'{}'", text.replace('\'', "''"))
 }
 
 /// A progress bar for `len` items of `table` when one is shown.
