@@ -82,8 +82,9 @@ fn target_or_default(output: Option<PathBuf>, name: &str, ext: &str) -> PathBuf 
     })
 }
 
-/// `dir/.name.tmp-PID`: a name next to `target` that no other run uses.
-fn temp_next_to(target: &Path, tag: &str) -> PathBuf {
+/// `dir/.name.TAG-PID`: a name next to `target` (so the final rename stays on one filesystem)
+/// that no other run uses. Also where `app database dump` writes before renaming.
+pub(crate) fn temp_next_to(target: &Path, tag: &str) -> PathBuf {
     let name = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -29,7 +29,7 @@ pub async fn dump(
     progress: &indicatif::ProgressBar,
 ) -> Result<DumpReport, PortableError> {
     check_output(output)?;
-    let temp = temp_dir_for(output);
+    let temp = crate::backup::temp_next_to(output, "partial");
     std::fs::create_dir_all(&temp).map_err(|err| PortableError::io(&temp, err))?;
     let written = write_dump(db, settings, &temp, progress).await;
     let finished = written.and_then(|manifest| {
@@ -84,15 +84,6 @@ fn check_output(output: &Path) -> Result<(), PortableError> {
         ))),
         _ => Ok(()),
     }
-}
-
-/// `parent/.name.partial-PID`: beside the output, so the final rename stays on one filesystem.
-fn temp_dir_for(output: &Path) -> PathBuf {
-    let name = output
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "dump".into());
-    output.with_file_name(format!(".{name}.partial-{}", std::process::id()))
 }
 
 async fn write_dump(
