@@ -66,7 +66,7 @@ pub async fn load(
         Err(err) => {
             let _ = txn.rollback().await;
             Err(match err {
-                refused @ PortableError::Refused(_) => refused,
+                said @ (PortableError::Refused(_) | PortableError::RolledBack(_)) => said,
                 other => PortableError::RolledBack(other.to_string()),
             })
         }

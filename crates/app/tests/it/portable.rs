@@ -309,6 +309,7 @@ async fn rolls_back_a_load_that_fails_part_way(kind: Kind) {
     let err = load_into(&target, &dump).await.expect_err("duplicate key");
     assert!(matches!(err, PortableError::RolledBack(_)), "{err}");
     assert!(err.to_string().contains("user_account_todo_tag"), "{err}");
+    assert_eq!(err.to_string().matches("rolled back").count(), 1, "{err}");
     assert_eq!(row_counts(&target).await, vec![0; 6]);
 }
 
