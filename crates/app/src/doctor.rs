@@ -217,6 +217,13 @@ async fn schema(db: &Database, settings: &DatabaseSettings) -> Vec<Finding> {
             return vec![finding];
         }
     };
+    if let Some(foreign) = &status.foreign {
+        findings.push(
+            Finding::fail("schema", crate::legacy::explain(foreign))
+                .hint("see README, \"Switching from the Python service\""),
+        );
+        return findings;
+    }
     if !status.unknown.is_empty() {
         findings.push(
             Finding::fail(

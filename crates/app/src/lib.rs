@@ -12,6 +12,7 @@ pub mod doctor;
 pub mod domain;
 pub mod fixtures;
 pub mod http;
+pub mod legacy;
 pub mod metrics;
 pub mod migrate;
 pub mod migrations;

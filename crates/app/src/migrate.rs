@@ -1,15 +1,19 @@
-//! The application's side of migrations: its migration list, its target schema, and the
-//! commands behind `app database upgrade|downgrade|current|history|heads|show|stamp|check|
-//! make-migrations`, built on the `strata` engine.
+//! The application's side of migrations: glue between its settings and the engine's
+//! [`Migrator`], which owns status, plans, runs, stamps, checks, adoption and every statement on
+//! the version table. The CLI, startup, `/health`, `doctor` and dump/load speak only to this
+//! module.
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
+use strata::adopt::{AdoptError, AdoptionPlan, AdoptionRecord};
 use strata::autodetect::{self, RenamePolicy};
-use strata::runner::{self, AppliedRevision, Conn, Event, Plan, RunError};
+use strata::migrator::{ForeignVersion, Migrator};
+use strata::runner::{Conn, Event, RunError};
 use strata::state::{Direction, History, HistoryError};
-use strata::{Dialect, Migration, lint};
+use strata::{Dialect, lint};
+
+pub use strata::migrator::{CheckReport, Status};
 
 use crate::config::{Backend, DatabaseSettings};
 use crate::db::{Database, DbError};
@@ -21,11 +25,14 @@ pub enum MigrateError {
     #[error(transparent)]
     History(#[from] HistoryError),
     #[error(transparent)]
-    Run(#[from] RunError),
+    Run(RunError),
+    /// The database still belongs to the Python service (Alembic's version table).
+    #[error("{}", crate::legacy::explain(.0))]
+    NeedsAdoption(ForeignVersion),
+    #[error(transparent)]
+    Adopt(Box<AdoptError>),
     #[error(transparent)]
     Db(#[from] DbError),
-    #[error("cannot read the live schema: {0}")]
-    Introspect(#[from] strata::introspect::IntrospectError),
     #[error("cannot write the migration: {0}")]
     Write(#[from] strata::writer::WriteError),
     #[error("cannot write {}: {source}", path.display())]
@@ -43,9 +50,39 @@ pub enum MigrateError {
     Refused(String),
 }
 
+impl From<RunError> for MigrateError {
+    fn from(err: RunError) -> Self {
+        match err {
+            RunError::Foreign(foreign) => MigrateError::NeedsAdoption(foreign),
+            RunError::BelowAdoption { revision, record } => MigrateError::Refused(format!(
+                "revision {revision} came with the adoption of the Python service's database (Alembic revision {}); a downgrade cannot give that database back: restore the backup taken before the adoption with `app database restore {}`",
+                record.revision,
+                record.backup.as_deref().unwrap_or("FILE")
+            )),
+            other => MigrateError::Run(other),
+        }
+    }
+}
+
+impl From<AdoptError> for MigrateError {
+    fn from(err: AdoptError) -> Self {
+        match err {
+            AdoptError::Run(run) => run.into(),
+            AdoptError::History(history) => history.into(),
+            other => MigrateError::Adopt(Box::new(other)),
+        }
+    }
+}
+
 /// The application's migrations, checked and ordered.
 pub fn history() -> Result<History, MigrateError> {
     Ok(History::new(crate::migrations::all())?)
+}
+
+/// The engine's migrator for the application's migrations and version table: every command
+/// on migrations goes through it.
+pub fn migrator(settings: &DatabaseSettings) -> Result<Migrator, MigrateError> {
+    Ok(Migrator::new(history()?, settings.version_table.clone()))
 }
 
 /// The engine's dialect for a backend.
@@ -56,20 +93,9 @@ pub fn dialect(backend: Backend) -> Dialect {
     }
 }
 
-/// A connection of its own for the runner, outside the pool.
+/// A connection of its own for the migrator, outside the pool.
 pub async fn connection(db: &Database) -> Result<Conn, DbError> {
     db.dedicated_connection().await
-}
-
-/// The revisions recorded in the version table, oldest first.
-pub async fn applied(
-    db: &Database,
-    settings: &DatabaseSettings,
-) -> Result<Vec<AppliedRevision>, MigrateError> {
-    let mut conn = connection(db).await?;
-    Ok(runner::applied(&mut conn, &settings.version_table)
-        .await
-        .map_err(RunError::from)?)
 }
 
 /// Runs migrations online in `direction` to `target`; `on_event` sees progress.
@@ -80,17 +106,23 @@ pub async fn run(
     target: &str,
     on_event: &mut (dyn FnMut(Event<'_>) + Send),
 ) -> Result<Vec<String>, MigrateError> {
-    let history = history()?;
+    let migrator = migrator(settings)?;
     let mut conn = connection(db).await?;
-    Ok(runner::run(
-        &mut conn,
-        &history,
-        &settings.version_table,
-        direction,
-        target,
-        on_event,
-    )
-    .await?)
+    Ok(migrator.run(&mut conn, direction, target, on_event).await?)
+}
+
+/// The lint warnings of what an online run to `target` would do now (a preview: the run
+/// plans again under its lock).
+pub async fn preview_lint(
+    db: &Database,
+    settings: &DatabaseSettings,
+    direction: Direction,
+    target: &str,
+) -> Result<Vec<lint::Warning>, MigrateError> {
+    let migrator = migrator(settings)?;
+    let mut conn = connection(db).await?;
+    let plan = migrator.plan(&mut conn, direction, target).await?;
+    Ok(migrator.lint(&plan)?)
 }
 
 /// The SQL an upgrade or downgrade would run, without connecting.
@@ -102,154 +134,81 @@ pub fn offline_sql(
     direction: Direction,
     range: &str,
 ) -> Result<String, MigrateError> {
-    let history = history()?;
-    let dialect = dialect(settings.url.backend());
-    let (from, target) = match range.split_once(':') {
-        Some((from, target)) => (Some(from), target),
-        None => (None, range),
-    };
-    let start: BTreeSet<String> = match (from, direction) {
-        (Some("base"), _) => BTreeSet::new(),
-        (Some(from), _) => history.ancestors(from)?,
-        (None, Direction::Up) => BTreeSet::new(),
-        (None, Direction::Down) => match history.head()? {
-            Some(head) => history.ancestors(head)?,
-            None => BTreeSet::new(),
-        },
-    };
-    let plan = Plan::new(
-        &history,
-        &start,
-        direction,
-        target,
-        dialect,
-        &settings.version_table,
-    )?;
-    Ok(plan.to_sql())
+    Ok(migrator(settings)?.offline_sql(dialect(settings.url.backend()), direction, range)?)
 }
 
-/// Where the database stands against the migrations.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Status {
-    pub applied: Vec<AppliedRevision>,
-    /// Applied revisions that are heads of the applied set (what `current` shows).
-    pub current: Vec<String>,
-    pub heads: Vec<String>,
-    pub pending: Vec<String>,
-    /// Applied revisions no migration file knows.
-    pub unknown: Vec<String>,
+/// Records `target` (and its ancestors) as applied without running anything.
+pub async fn stamp(
+    db: &Database,
+    settings: &DatabaseSettings,
+    target: &str,
+) -> Result<Vec<String>, MigrateError> {
+    let migrator = migrator(settings)?;
+    let mut conn = connection(db).await?;
+    Ok(migrator.stamp(&mut conn, target).await?)
 }
 
-impl Status {
-    pub fn at_head(&self) -> bool {
-        self.pending.is_empty() && self.unknown.is_empty()
-    }
-}
-
-/// Compares the version table with the migrations.
-pub fn status_of(history: &History, applied: Vec<AppliedRevision>) -> Status {
-    let applied_set: BTreeSet<String> = applied.iter().map(|a| a.revision.clone()).collect();
-    let unknown = applied_set
-        .iter()
-        .filter(|r| history.get(r).map(|m| &m.revision != *r).unwrap_or(true))
-        .cloned()
-        .collect();
-    let known: Vec<&Migration> = history
-        .migrations()
-        .iter()
-        .filter(|m| applied_set.contains(&m.revision))
-        .collect();
-    let current = known
-        .iter()
-        .filter(|m| {
-            !known
-                .iter()
-                .any(|other| other.parents.iter().any(|p| p == &m.revision))
-        })
-        .map(|m| m.revision.clone())
-        .collect();
-    let pending = history
-        .migrations()
-        .iter()
-        .filter(|m| !applied_set.contains(&m.revision))
-        .map(|m| m.revision.clone())
-        .collect();
-    Status {
-        applied,
-        current,
-        heads: history.heads().iter().map(|h| (*h).to_string()).collect(),
-        pending,
-        unknown,
-    }
-}
-
-/// The database's status.
+/// The database's status (another tool's version table shows in `foreign`).
 pub async fn status(db: &Database, settings: &DatabaseSettings) -> Result<Status, MigrateError> {
-    let history = history()?;
-    Ok(status_of(&history, applied(db, settings).await?))
+    let migrator = migrator(settings)?;
+    let mut conn = connection(db).await?;
+    Ok(migrator.status(&mut conn).await?)
+}
+
+/// The adoption recorded in the database, if it was adopted.
+pub async fn adoption(
+    db: &Database,
+    settings: &DatabaseSettings,
+) -> Result<Option<AdoptionRecord>, MigrateError> {
+    let migrator = migrator(settings)?;
+    let mut conn = connection(db).await?;
+    Ok(migrator.adoption(&mut conn).await?)
 }
 
 /// The database's status read through the pool (for `/health`, which must not open
 /// connections of its own).
 pub async fn pooled_status(db: &Database, settings: &DatabaseSettings) -> Result<Status, DbError> {
-    let history = History::new(crate::migrations::all())
-        .map_err(|err| DbError::Unexpected(err.to_string()))?;
-    let applied = applied_through(db.conn(), &settings.version_table)
+    let migrator = migrator(settings).map_err(|err| DbError::Unexpected(err.to_string()))?;
+    status_through(db.conn(), &migrator)
         .await
-        .map_err(|err| db.explain(err))?;
-    Ok(status_of(&history, applied))
+        .map_err(|err| db.explain(err))
 }
 
-/// The rows of the version table read through a SeaORM connection or transaction (none when
-/// the table does not exist), for callers that must stay on it: `/health` on the pool, dump and
-/// load inside their transaction.
-pub async fn applied_through<C: sea_orm::ConnectionTrait>(
+/// The status read through a SeaORM connection or transaction, with the migrator's own
+/// statements, for callers that must stay on it: `/health` on the pool, dump and load inside
+/// their transaction.
+pub async fn status_through<C: sea_orm::ConnectionTrait>(
     conn: &C,
-    version_table: &str,
-) -> Result<Vec<AppliedRevision>, sea_orm::DbErr> {
-    let tables = crate::models::schema::existing_tables(conn).await?;
-    if !tables.iter().any(|t| t == version_table) {
-        return Ok(Vec::new());
-    }
-    let sql = format!(
-        "SELECT version_num, checksum FROM {}",
-        strata::render::quote_ident(version_table)
-    );
-    let rows = conn
-        .query_all_raw(sea_orm::Statement::from_string(
-            conn.get_database_backend(),
-            sql,
-        ))
-        .await?;
-    rows.iter()
-        .map(|row| {
-            Ok(AppliedRevision {
-                revision: row.try_get_by_index(0)?,
-                checksum: row.try_get_by_index(1)?,
-                applied_at: String::new(),
+    migrator: &Migrator,
+) -> Result<Status, sea_orm::DbErr> {
+    let backend = conn.get_database_backend();
+    let dialect = match backend {
+        sea_orm::DbBackend::Postgres => Dialect::Postgres,
+        _ => Dialect::Sqlite,
+    };
+    let text_rows = |rows: Vec<sea_orm::QueryResult>, width: usize| {
+        rows.iter()
+            .map(|row| {
+                (0..width)
+                    .map(|i| row.try_get_by_index::<Option<String>>(i))
+                    .collect::<Result<Vec<_>, _>>()
             })
-        })
-        .collect()
-}
-
-/// What `check` found.
-#[derive(Debug, Clone, Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct CheckReport {
-    pub revision: Vec<String>,
-    /// Differences between the live database and the schema its revision should have.
-    pub database_drift: Vec<String>,
-    /// Differences between the models and the head of the migrations (a migration to make).
-    pub model_drift: Vec<String>,
-    /// Migrations not yet applied (not drift, but reported).
-    pub pending: Vec<String>,
-}
-
-impl CheckReport {
-    pub fn is_clean(&self) -> bool {
-        self.database_drift.is_empty() && self.model_drift.is_empty()
-    }
+            .collect::<Result<Vec<_>, _>>()
+    };
+    let query = |sql: String| sea_orm::Statement::from_string(backend, sql);
+    let columns: Vec<String> = text_rows(
+        conn.query_all_raw(query(migrator.version_columns_sql(dialect)))
+            .await?,
+        1,
+    )?
+    .into_iter()
+    .filter_map(|row| row.into_iter().next().flatten())
+    .collect();
+    let rows = match migrator.version_rows_sql(&columns) {
+        Some(sql) => text_rows(conn.query_all_raw(query(sql)).await?, 3)?,
+        None => Vec::new(),
+    };
+    Ok(migrator.status_of(migrator.read_version_table(&columns, rows)))
 }
 
 /// Introspects the database and compares it with the migrations and the models.
@@ -257,37 +216,32 @@ pub async fn check(
     db: &Database,
     settings: &DatabaseSettings,
 ) -> Result<CheckReport, MigrateError> {
-    let history = history()?;
+    let migrator = migrator(settings)?;
     let mut conn = connection(db).await?;
-    let applied_rows = runner::applied(&mut conn, &settings.version_table)
-        .await
-        .map_err(RunError::from)?;
-    let status = status_of(&history, applied_rows.clone());
-    if let Some(unknown) = status.unknown.first() {
-        return Err(HistoryError::UnknownApplied(unknown.clone()).into());
-    }
-    let applied_set: BTreeSet<String> = applied_rows.iter().map(|a| a.revision.clone()).collect();
-    let expected = history.schema_with(&applied_set)?;
-    let exclude = [settings.version_table.as_str()];
-    let live = match &mut conn {
-        Conn::Postgres(c) => strata::introspect::postgres(c, &exclude).await?,
-        Conn::Sqlite(c) => strata::introspect::sqlite(c, &exclude).await?,
-    };
-    let database = autodetect::live_drift(&expected, &live, conn.dialect());
-    let head = history.head_schema()?;
-    let models = autodetect::diff(&head, &target(), &mut autodetect::NoRenames);
-    // Differences no operation can express (a changed primary key) arrive as warnings.
-    let describe = |diff: &autodetect::Diff| {
-        let mut lines = autodetect::describe_differences(diff);
-        lines.extend(diff.warnings.iter().cloned());
-        lines
-    };
-    Ok(CheckReport {
-        revision: status.current,
-        database_drift: describe(&database),
-        model_drift: describe(&models),
-        pending: status.pending,
-    })
+    Ok(migrator.check(&mut conn, &target()).await?)
+}
+
+/// Plans the adoption of the Python service's database (refusing what cannot be bridged).
+pub async fn plan_adoption(
+    db: &Database,
+    settings: &DatabaseSettings,
+) -> Result<AdoptionPlan, MigrateError> {
+    let migrator = migrator(settings)?;
+    let mut conn = connection(db).await?;
+    let spec = crate::legacy::adoption_spec(&migrator)?;
+    Ok(migrator.plan_adoption(&mut conn, &spec).await?)
+}
+
+/// Runs an adoption plan in one transaction; `backup` is recorded beside it.
+pub async fn adopt(
+    db: &Database,
+    settings: &DatabaseSettings,
+    plan: &AdoptionPlan,
+    backup: Option<&str>,
+) -> Result<(), MigrateError> {
+    let migrator = migrator(settings)?;
+    let mut conn = connection(db).await?;
+    Ok(migrator.adopt(&mut conn, plan, backup).await?)
 }
 
 /// What `make-migrations` wrote.
@@ -324,10 +278,16 @@ pub fn make_migration(
     let history = history()?;
     let dir = &settings.migration_path;
     let registry_path = dir.join("mod.rs");
-    let registry = read_optional(&registry_path)?;
-    if let Some(text) = &registry {
-        ensure_binary_is_current(&history, text, &registry_path)?;
-    }
+    // Parsed before any work, so that a broken registry or a stale binary is reported before
+    // the models are diffed.
+    let registry = match read_optional(&registry_path)? {
+        Some(text) => {
+            let registry = strata::writer::Registry::parse(&text)?;
+            ensure_binary_is_current(&history, &registry, &registry_path)?;
+            registry
+        }
+        None => strata::writer::Registry::new(),
+    };
     let heads: Vec<String> = history.heads().iter().map(|h| (*h).to_string()).collect();
     let (parents, operations, warnings) = match kind {
         MakeKind::Merge => {
@@ -361,7 +321,7 @@ pub fn make_migration(
     let parent_refs: Vec<&str> = parents.iter().map(String::as_str).collect();
     let source =
         strata::writer::render_migration(&revision, &parent_refs, message, &created, &operations)?;
-    let new_registry = strata::writer::register(registry.as_deref(), &file_name, &revision)?;
+    let new_registry = registry.with(&file_name, &revision)?.render();
     std::fs::create_dir_all(dir).map_err(|source| MigrateError::Io {
         path: dir.clone(),
         source,
@@ -397,14 +357,11 @@ fn read_optional(path: &Path) -> Result<Option<String>, MigrateError> {
 /// branch from a stale head.
 fn ensure_binary_is_current(
     history: &History,
-    registry: &str,
+    registry: &strata::writer::Registry,
     path: &Path,
 ) -> Result<(), MigrateError> {
-    for line in registry.lines() {
-        let Some(module) = line.trim().strip_prefix("mod m_") else {
-            continue;
-        };
-        let revision = module.trim_end_matches(';');
+    for revision in registry.revisions() {
+        // `get` also resolves a unique prefix; only the full revision counts here.
         if history
             .get(revision)
             .map(|m| m.revision != revision)
@@ -441,20 +398,4 @@ fn write_atomically(path: &Path, text: &str) -> Result<(), MigrateError> {
     let tmp = path.with_extension("rs.tmp");
     std::fs::write(&tmp, text).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
-}
-
-/// Lint warnings of the migrations that `plan` will run.
-pub fn lint_plan(history: &History, plan: &Plan) -> Result<Vec<lint::Warning>, MigrateError> {
-    let mut warnings = Vec::new();
-    for m in &plan.migrations {
-        let migration = history.get(&m.revision)?;
-        let mut before = history.schema_before(migration)?;
-        if m.direction == Direction::Down {
-            for op in &migration.operations {
-                let _ = op.apply(&mut before);
-            }
-        }
-        warnings.extend(lint::lint(&m.operations, &before, plan.dialect));
-    }
-    Ok(warnings)
 }

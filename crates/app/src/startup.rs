@@ -80,6 +80,10 @@ impl Application {
 async fn prepare_database(db: &Database, settings: &Settings) -> Result<(), StartupError> {
     if settings.environment != Environment::Development {
         let status = migrate::status(db, &settings.database).await?;
+        if let Some(foreign) = status.foreign {
+            // The Python service's database: serving it would fail on every request.
+            return Err(MigrateError::NeedsAdoption(foreign).into());
+        }
         if !status.at_head() {
             tracing::warn!(
                 pending = status.pending.len(),
@@ -88,7 +92,10 @@ async fn prepare_database(db: &Database, settings: &Settings) -> Result<(), Star
         }
         return Ok(());
     }
-    let was_empty = migrate::applied(db, &settings.database).await?.is_empty();
+    let was_empty = migrate::status(db, &settings.database)
+        .await?
+        .applied
+        .is_empty();
     let done = migrate::run(
         db,
         &settings.database,

@@ -11,17 +11,21 @@
 //! The engine knows nothing of any application: the application hands it a list of
 //! migrations and a target schema.
 
+pub mod adopt;
 pub mod autodetect;
 mod builders;
 pub mod introspect;
 pub mod lint;
 pub mod migration;
+pub mod migrator;
 pub mod ops;
 pub mod prelude;
 pub mod render;
 pub mod runner;
 pub mod schema;
 pub mod state;
+#[cfg(test)]
+pub mod testing;
 pub mod writer;
 
 pub use migration::Migration;

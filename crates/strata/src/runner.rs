@@ -131,6 +131,29 @@ pub enum RunError {
         message: String,
         table: String,
     },
+    /// The version table is another tool's: the database must be adopted first.
+    #[error(
+        "the version table is {tool}'s (revision {revisions}); adopt the database before migrating it",
+        tool = .0.tool,
+        revisions = if .0.revisions.is_empty() { "none".to_string() } else { .0.revisions.join(", ") }
+    )]
+    Foreign(crate::migrator::ForeignVersion),
+    /// A downgrade (or stamp) would undo a revision an adoption recorded.
+    #[error(
+        "revision {revision} came with the adoption of {tool} revision {from}; going below it cannot give back that database{backup}",
+        tool = record.tool,
+        from = record.revision,
+        backup = match &record.backup {
+            Some(path) => format!(": restore the backup taken before the adoption ({path})"),
+            None => String::from(": restore a backup taken before the adoption"),
+        }
+    )]
+    BelowAdoption {
+        revision: String,
+        record: Box<crate::adopt::AdoptionRecord>,
+    },
+    #[error("cannot read the live schema: {0}")]
+    Introspect(#[from] crate::introspect::IntrospectError),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
 }
@@ -224,7 +247,7 @@ pub fn version_table_sql(dialect: Dialect, table: &str) -> String {
     )
 }
 
-fn begin_sql(dialect: Dialect) -> &'static str {
+pub(crate) fn begin_sql(dialect: Dialect) -> &'static str {
     match dialect {
         Dialect::Postgres => "BEGIN",
         Dialect::Sqlite => "BEGIN IMMEDIATE",
@@ -400,7 +423,7 @@ pub enum Statement<'a> {
 
 /// An advisory-lock key derived from the version table's name, so two applications sharing a
 /// server but not a version table do not block each other.
-fn lock_key(version_table: &str) -> i64 {
+pub(crate) fn lock_key(version_table: &str) -> i64 {
     // FNV-1a, stable across builds.
     let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
     for byte in format!("strata:{version_table}").bytes() {
@@ -630,21 +653,7 @@ pub async fn stamp(
     version_table: &str,
     target: &str,
 ) -> Result<Vec<String>, RunError> {
-    let revisions: BTreeSet<String> = match target {
-        "base" => BTreeSet::new(),
-        "head" => match history.head()? {
-            Some(head) => history.ancestors(head)?,
-            None => BTreeSet::new(),
-        },
-        "heads" => {
-            let mut all = BTreeSet::new();
-            for head in history.heads() {
-                all.extend(history.ancestors(head)?);
-            }
-            all
-        }
-        rev => history.ancestors(rev)?,
-    };
+    let revisions = stamp_set(history, target)?;
     let dialect = conn.dialect();
     conn.execute(&version_table_sql(dialect, version_table))
         .await?;
@@ -687,4 +696,24 @@ pub async fn stamp(
         .map(|m| m.revision.clone())
         .filter(|r| revisions.contains(r))
         .collect())
+}
+
+/// The revisions a stamp to `target` records: `base` none, `head` or `heads` everything up to
+/// them, a revision it and its ancestors.
+pub fn stamp_set(history: &History, target: &str) -> Result<BTreeSet<String>, HistoryError> {
+    Ok(match target {
+        "base" => BTreeSet::new(),
+        "head" => match history.head()? {
+            Some(head) => history.ancestors(head)?,
+            None => BTreeSet::new(),
+        },
+        "heads" => {
+            let mut all = BTreeSet::new();
+            for head in history.heads() {
+                all.extend(history.ancestors(head)?);
+            }
+            all
+        }
+        rev => history.ancestors(rev)?,
+    })
 }

@@ -10,8 +10,8 @@
 //! after the function, where rustfmt leaves them be.
 //!
 //! The registry is a Rust module (`mod.rs`) listing every migration twice, as a `#[path]`
-//! module and in `all()`; [`register`] inserts before marker comments and leaves the rest of
-//! the text as it is.
+//! module and in `all()`; [`Registry`] reads what it lists and adds entries before marker
+//! comments, leaving the rest of the text as it is.
 
 use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
@@ -43,6 +43,8 @@ pub enum WriteError {
     MissingMarker(&'static str),
     #[error("the registry has the `{0}` marker comment more than once")]
     RepeatedMarker(&'static str),
+    #[error("line {line} of the registry cannot be read: {reason}")]
+    MalformedRegistry { line: usize, reason: String },
     #[error("the migration could not be laid out as Rust code")]
     Layout,
 }
@@ -712,84 +714,195 @@ pub fn all() -> Vec<strata::Migration> {
 }
 ";
 
-/// Adds a migration to the registry source (or starts one when `registry` is None) and
-/// returns the new text.
-///
-/// The module goes before the `// strata:modules` line (after a blank line when another
-/// module precedes it, which keeps rustfmt from sorting the modules by name) and the call
-/// before the `// strata:list` line, so the registry stays oldest first. Everything else is
-/// left as written.
-pub fn register(
-    registry: Option<&str>,
-    file_name: &str,
-    revision: &str,
-) -> Result<String, WriteError> {
-    if revision.is_empty()
-        || !revision
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || c == '_')
-    {
-        return Err(WriteError::InvalidRevision(revision.to_string()));
-    }
-    let text = registry.unwrap_or(NEW_REGISTRY);
-    let module = format!("m_{revision}");
-    if mentions_ident(text, &module) {
-        return Err(WriteError::DuplicateRevision(revision.to_string()));
-    }
-    let newline = if text.contains("\r\n") { "\r\n" } else { "\n" };
-    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
-    let modules_at = marker_line(&lines, MODULES_MARKER)?;
-    let list_at = marker_line(&lines, LIST_MARKER)?;
+/// One migration listed in a [`Registry`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryEntry {
+    /// The migration file, relative to the registry's directory: the value of the
+    /// `#[path = "..."]` attribute on the module, or `m_<rev>.rs` when it has none (where
+    /// rustc then looks for it).
+    pub file_name: String,
+    /// The revision, from the module name `m_<rev>`.
+    pub revision: String,
+}
 
-    // The list first: inserting there does not move the modules marker when it comes first,
-    // and the indexes are fixed up below when it does not.
-    let list_indent = indentation(&lines[list_at]).to_string();
-    let previous_item = (0..list_at).rev().find(|&i| {
-        let line = lines[i].trim();
-        !line.is_empty() && !line.starts_with("//")
-    });
-    if let Some(i) = previous_item {
-        let line = lines[i].trim_end();
-        if !line.ends_with(',') && !line.ends_with('[') && !line.ends_with('(') {
-            lines[i] = format!("{line},");
+/// The application's migration registry, the `mod.rs` that lists every migration twice: as a
+/// `#[path]` module before the `// strata:modules` marker and as `m_<rev>::migration(),` in
+/// `all()` before the `// strata:list` marker.
+///
+/// The text is kept as it was read: [`Registry::with`] inserts before the markers and leaves
+/// every other byte alone, so hand edits (comments, attributes, a different doc) survive and
+/// [`Registry::render`] of a parsed registry gives back the text it was parsed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registry {
+    /// The source, exactly as read or last written.
+    text: String,
+    /// The declared modules, in the order of the text.
+    entries: Vec<RegistryEntry>,
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    /// A registry that lists no migration yet, the text `make-migrations` starts with.
+    pub fn new() -> Registry {
+        Registry {
+            text: NEW_REGISTRY.to_string(),
+            entries: Vec::new(),
         }
     }
-    lines.insert(list_at, format!("{list_indent}{module}::migration(),"));
-    let modules_at = if list_at < modules_at {
-        modules_at + 1
-    } else {
-        modules_at
-    };
 
-    let modules_indent = indentation(&lines[modules_at]).to_string();
-    let after_module = modules_at > 0 && {
-        let previous = lines[modules_at - 1].trim();
-        previous.ends_with(';') && previous.contains("mod ")
-    };
-    let mut entry = Vec::new();
-    if after_module {
-        entry.push(String::new());
+    /// Reads a registry's source.
+    ///
+    /// Every `mod m_<rev>;` declaration (`pub` or not) is an entry, with the file named by the
+    /// `#[path = "..."]` attribute above it. Both marker comments must be there, once each,
+    /// since new entries go before them; a path attribute whose value is not a string literal
+    /// and a module declared twice are refused as well.
+    pub fn parse(text: &str) -> Result<Registry, WriteError> {
+        let lines: Vec<&str> = text.lines().collect();
+        // Checked here rather than when adding, so that a broken registry is reported before
+        // any work is done on the migration it would list.
+        marker_line(&lines, MODULES_MARKER)?;
+        marker_line(&lines, LIST_MARKER)?;
+        let mut entries: Vec<RegistryEntry> = Vec::new();
+        // The path of an attribute waiting for the declaration it belongs to.
+        let mut path: Option<String> = None;
+        for (at, line) in lines.iter().enumerate() {
+            let mut rest = line.trim();
+            let attribute =
+                path_attribute(rest).map_err(|reason| WriteError::MalformedRegistry {
+                    line: at + 1,
+                    reason,
+                })?;
+            if let Some((file, after)) = attribute {
+                path = Some(file);
+                rest = after.trim_start();
+            }
+            if let Some(revision) = migration_module(rest) {
+                if entries.iter().any(|e| e.revision == revision) {
+                    return Err(WriteError::DuplicateRevision(revision.to_string()));
+                }
+                let file_name = path.take().unwrap_or_else(|| format!("m_{revision}.rs"));
+                entries.push(RegistryEntry {
+                    file_name,
+                    revision: revision.to_string(),
+                });
+            } else if !(rest.is_empty() || rest.starts_with("//") || rest.starts_with("#[")) {
+                // Another item took the attribute: it does not name a migration's file.
+                path = None;
+            }
+        }
+        Ok(Registry {
+            text: text.to_string(),
+            entries,
+        })
     }
-    entry.push(format!("{modules_indent}#[path = {file_name:?}]"));
-    entry.push(format!("{modules_indent}mod {module};"));
-    lines.splice(modules_at..modules_at, entry);
 
-    let mut out = lines.join(newline);
-    if text.ends_with('\n') {
-        out.push_str(newline);
+    /// The listed migrations, in the order of the registry (oldest first when the writer
+    /// made it).
+    pub fn entries(&self) -> &[RegistryEntry] {
+        &self.entries
     }
-    Ok(out)
+
+    /// The listed revisions, in the order of the registry.
+    pub fn revisions(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| e.revision.as_str())
+    }
+
+    /// The listed migration files, in the order of the registry.
+    pub fn files(&self) -> impl Iterator<Item = &str> {
+        self.entries.iter().map(|e| e.file_name.as_str())
+    }
+
+    /// This registry with one more migration listed after the others.
+    ///
+    /// The module goes before the `// strata:modules` line (after a blank line when another
+    /// module precedes it, which keeps rustfmt from sorting the modules by name) and the call
+    /// before the `// strata:list` line, so the registry stays oldest first. Everything else
+    /// is left as written, line endings included.
+    pub fn with(&self, file_name: &str, revision: &str) -> Result<Registry, WriteError> {
+        if revision.is_empty()
+            || !revision
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
+            return Err(WriteError::InvalidRevision(revision.to_string()));
+        }
+        let text = &self.text;
+        let module = format!("m_{revision}");
+        // Anywhere in the text, not only among the entries: a module name that is already
+        // used (in `all()`, by hand) would not compile a second time.
+        if mentions_ident(text, &module) {
+            return Err(WriteError::DuplicateRevision(revision.to_string()));
+        }
+        let newline = if text.contains("\r\n") { "\r\n" } else { "\n" };
+        let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let modules_at = marker_line(&lines, MODULES_MARKER)?;
+        let list_at = marker_line(&lines, LIST_MARKER)?;
+
+        // The list first: inserting there does not move the modules marker when it comes
+        // first, and the indexes are fixed up below when it does not.
+        let list_indent = indentation(&lines[list_at]).to_string();
+        let previous_item = (0..list_at).rev().find(|&i| {
+            let line = lines[i].trim();
+            !line.is_empty() && !line.starts_with("//")
+        });
+        if let Some(i) = previous_item {
+            let line = lines[i].trim_end();
+            if !line.ends_with(',') && !line.ends_with('[') && !line.ends_with('(') {
+                lines[i] = format!("{line},");
+            }
+        }
+        lines.insert(list_at, format!("{list_indent}{module}::migration(),"));
+        let modules_at = if list_at < modules_at {
+            modules_at + 1
+        } else {
+            modules_at
+        };
+
+        let modules_indent = indentation(&lines[modules_at]).to_string();
+        let after_module = modules_at > 0 && {
+            let previous = lines[modules_at - 1].trim();
+            previous.ends_with(';') && previous.contains("mod ")
+        };
+        let mut entry = Vec::new();
+        if after_module {
+            entry.push(String::new());
+        }
+        entry.push(format!("{modules_indent}#[path = {file_name:?}]"));
+        entry.push(format!("{modules_indent}mod {module};"));
+        lines.splice(modules_at..modules_at, entry);
+
+        let mut out = lines.join(newline);
+        if text.ends_with('\n') {
+            out.push_str(newline);
+        }
+        let mut entries = self.entries.clone();
+        entries.push(RegistryEntry {
+            file_name: file_name.to_string(),
+            revision: revision.to_string(),
+        });
+        Ok(Registry { text: out, entries })
+    }
+
+    /// The registry's source, to write to `mod.rs`.
+    pub fn render(&self) -> String {
+        self.text.clone()
+    }
 }
 
 fn indentation(line: &str) -> &str {
     &line[..line.len() - line.trim_start().len()]
 }
 
-fn marker_line(lines: &[String], marker: &'static str) -> Result<usize, WriteError> {
+fn marker_line<S: AsRef<str>>(lines: &[S], marker: &'static str) -> Result<usize, WriteError> {
     let mut found = lines
         .iter()
         .enumerate()
-        .filter(|(_, l)| l.trim() == marker)
+        .filter(|(_, l)| l.as_ref().trim() == marker)
         .map(|(i, _)| i);
     let first = found.next().ok_or(WriteError::MissingMarker(marker))?;
     if found.next().is_some() {
@@ -806,6 +919,109 @@ fn mentions_ident(text: &str, ident: &str) -> bool {
         let after = text[at + ident.len()..].chars().next();
         !before.is_some_and(is_ident) && !after.is_some_and(is_ident)
     })
+}
+
+/// Reads a `#[path = "..."]` attribute at the start of `line` (trimmed): its path and the
+/// rest of the line, `None` when the line does not start with one, or why it cannot be read.
+fn path_attribute(line: &str) -> Result<Option<(String, &str)>, String> {
+    let Some(value) = line
+        .strip_prefix("#[path")
+        .and_then(|rest| rest.trim_start().strip_prefix('='))
+    else {
+        return Ok(None);
+    };
+    let (path, after) = string_literal_prefix(value.trim_start())?;
+    let after = after
+        .trim_start()
+        .strip_prefix(']')
+        .ok_or("expected `]` after the path")?;
+    Ok(Some((path, after)))
+}
+
+/// The revision of a `mod m_<rev>;` declaration (`pub` or not) at the start of `line`.
+fn migration_module(line: &str) -> Option<&str> {
+    let line = ["pub(crate) ", "pub(super) ", "pub "]
+        .iter()
+        .find_map(|vis| line.strip_prefix(vis))
+        .unwrap_or(line);
+    let name = line.strip_prefix("mod")?;
+    if !name.starts_with(char::is_whitespace) {
+        return None;
+    }
+    let name = name.trim_start().strip_prefix("m_")?;
+    let end = name
+        .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+        .unwrap_or(name.len());
+    let (revision, after) = name.split_at(end);
+    (!revision.is_empty() && after.trim_start().starts_with(';')).then_some(revision)
+}
+
+/// Decodes the Rust string literal (plain or raw) that `text` starts with, returning its value
+/// and what follows it. The writer writes paths with `{:?}`, whose escapes are a subset of
+/// the ones decoded here; raw strings are accepted for registries edited by hand.
+fn string_literal_prefix(text: &str) -> Result<(String, &str), String> {
+    if let Some(raw) = text.strip_prefix('r') {
+        let hashes = raw.len() - raw.trim_start_matches('#').len();
+        let body = raw[hashes..]
+            .strip_prefix('"')
+            .ok_or_else(|| "the path is not a string literal".to_string())?;
+        let close = format!("\"{}", "#".repeat(hashes));
+        let end = body
+            .find(&close)
+            .ok_or_else(|| "the path's raw string is not closed on its line".to_string())?;
+        return Ok((body[..end].to_string(), &body[end + close.len()..]));
+    }
+    let body = text
+        .strip_prefix('"')
+        .ok_or_else(|| "the path is not a string literal".to_string())?;
+    let mut value = String::new();
+    let mut chars = body.char_indices();
+    while let Some((at, c)) = chars.next() {
+        match c {
+            '"' => return Ok((value, &body[at + 1..])),
+            '\\' => {
+                let escaped = match chars.next().map(|(_, e)| e) {
+                    Some('n') => '\n',
+                    Some('r') => '\r',
+                    Some('t') => '\t',
+                    Some('0') => '\0',
+                    Some('\\') => '\\',
+                    Some('"') => '"',
+                    Some('\'') => '\'',
+                    Some('x') => {
+                        let digits: String = chars.by_ref().take(2).map(|(_, d)| d).collect();
+                        u8::from_str_radix(&digits, 16)
+                            .ok()
+                            .filter(|b| b.is_ascii() && digits.len() == 2)
+                            .map(char::from)
+                            .ok_or_else(|| format!("bad escape `\\x{digits}` in the path"))?
+                    }
+                    Some('u') => {
+                        let rest = &body[chars.offset()..];
+                        let digits = rest
+                            .strip_prefix('{')
+                            .and_then(|r| r.split_once('}'))
+                            .map(|(digits, _)| digits)
+                            .ok_or_else(|| "bad escape `\\u` in the path".to_string())?;
+                        let c = u32::from_str_radix(digits, 16)
+                            .ok()
+                            .and_then(char::from_u32)
+                            .ok_or_else(|| format!("bad escape `\\u{{{digits}}}` in the path"))?;
+                        // Skip the braces and the digits.
+                        chars.nth(digits.len() + 1);
+                        c
+                    }
+                    other => {
+                        let shown = other.map(String::from).unwrap_or_default();
+                        return Err(format!("bad escape `\\{shown}` in the path"));
+                    }
+                };
+                value.push(escaped);
+            }
+            c => value.push(c),
+        }
+    }
+    Err("the path's string is not closed on its line".to_string())
 }
 
 /// A reproduction of rustfmt's layout (style edition 2024, default configuration, block
@@ -1571,9 +1787,23 @@ pub fn all() -> Vec<strata::Migration> {
 }
 ";
 
+    /// What `make-migrations` does: reads the registry (or starts one), adds a migration,
+    /// and writes it back.
+    fn registered(
+        existing: Option<&str>,
+        file_name: &str,
+        revision: &str,
+    ) -> Result<String, WriteError> {
+        let registry = match existing {
+            Some(text) => Registry::parse(text)?,
+            None => Registry::new(),
+        };
+        Ok(registry.with(file_name, revision)?.render())
+    }
+
     #[test]
     fn register_starts_a_registry() {
-        let text = register(
+        let text = registered(
             None,
             "2026-11-27_users_and_roles_1a2b3c4d5e6f.rs",
             "1a2b3c4d5e6f",
@@ -1584,13 +1814,13 @@ pub fn all() -> Vec<strata::Migration> {
 
     #[test]
     fn register_appends_oldest_first() {
-        let text = register(
+        let text = registered(
             Some(REGISTRY_ONE),
             "2026-11-28_todo_ff0000000000.rs",
             "ff0000000000",
         )
         .unwrap();
-        let text = register(
+        let text = registered(
             Some(&text),
             "2026-11-29_more_000000000001.rs",
             "000000000001",
@@ -1614,7 +1844,7 @@ pub fn all() -> Vec<strata::Migration> {
     #[test]
     fn register_adds_a_missing_trailing_comma() {
         let edited = REGISTRY_ONE.replace("::migration(),", "::migration()");
-        let text = register(Some(&edited), "f.rs", "abc").unwrap();
+        let text = registered(Some(&edited), "f.rs", "abc").unwrap();
         assert!(
             text.contains("m_1a2b3c4d5e6f::migration(),\n        m_abc::migration(),\n"),
             "{text}"
@@ -1624,13 +1854,13 @@ pub fn all() -> Vec<strata::Migration> {
     #[test]
     fn register_refuses_duplicates_and_missing_markers() {
         assert_eq!(
-            register(Some(REGISTRY_ONE), "other.rs", "1a2b3c4d5e6f"),
+            registered(Some(REGISTRY_ONE), "other.rs", "1a2b3c4d5e6f"),
             Err(WriteError::DuplicateRevision("1a2b3c4d5e6f".into()))
         );
         // A revision that merely contains a listed one is not a duplicate.
-        assert!(register(Some(REGISTRY_ONE), "x.rs", "1a2b3c4d5e6").is_ok());
+        assert!(registered(Some(REGISTRY_ONE), "x.rs", "1a2b3c4d5e6").is_ok());
         assert_eq!(
-            register(
+            registered(
                 Some(&REGISTRY_ONE.replace("// strata:list", "")),
                 "x.rs",
                 "abc"
@@ -1638,7 +1868,7 @@ pub fn all() -> Vec<strata::Migration> {
             Err(WriteError::MissingMarker(LIST_MARKER))
         );
         assert_eq!(
-            register(
+            registered(
                 Some(&REGISTRY_ONE.replace("// strata:modules", "")),
                 "x.rs",
                 "abc"
@@ -1647,11 +1877,11 @@ pub fn all() -> Vec<strata::Migration> {
         );
         let twice = REGISTRY_ONE.replace("// strata:list", "// strata:list\n// strata:list");
         assert_eq!(
-            register(Some(&twice), "x.rs", "abc"),
+            registered(Some(&twice), "x.rs", "abc"),
             Err(WriteError::RepeatedMarker(LIST_MARKER))
         );
         assert_eq!(
-            register(Some(REGISTRY_ONE), "x.rs", "ab-c"),
+            registered(Some(REGISTRY_ONE), "x.rs", "ab-c"),
             Err(WriteError::InvalidRevision("ab-c".into()))
         );
     }
@@ -1659,8 +1889,223 @@ pub fn all() -> Vec<strata::Migration> {
     #[test]
     fn register_keeps_crlf_line_endings() {
         let crlf = REGISTRY_ONE.replace('\n', "\r\n");
-        let text = register(Some(&crlf), "x.rs", "abc").unwrap();
+        let text = registered(Some(&crlf), "x.rs", "abc").unwrap();
         assert!(!text.replace("\r\n", "").contains('\n'), "{text:?}");
         assert!(text.contains("mod m_abc;\r\n// strata:modules\r\n"));
+    }
+
+    /// A registry as a person may leave it: its own doc, a helper module, extra attributes,
+    /// a raw-string path and a module without `#[path]`.
+    const REGISTRY_EDITED: &str = "\
+//! Our migrations. Do not reorder.
+
+mod helpers;
+
+#[path = \"2026-11-27_users_and_roles_1a2b3c4d5e6f.rs\"]
+#[allow(clippy::all)]
+mod m_1a2b3c4d5e6f;
+
+// The second one was written by hand.
+#[path = r\"2026-11-28_hand_written_ff0000000000.rs\"]
+pub(crate) mod m_ff0000000000;
+
+mod m_000000000001;
+    // strata:modules
+
+/// Every migration, oldest first.
+pub fn all() -> Vec<strata::Migration> {
+    vec![
+        m_1a2b3c4d5e6f::migration(),
+        m_ff0000000000::migration(),
+        m_000000000001::migration(),
+        // strata:list
+    ]
+}
+";
+
+    fn entry(file_name: &str, revision: &str) -> RegistryEntry {
+        RegistryEntry {
+            file_name: file_name.into(),
+            revision: revision.into(),
+        }
+    }
+
+    #[test]
+    fn parse_then_render_gives_the_text_back() {
+        for text in [
+            REGISTRY_ONE.to_string(),
+            REGISTRY_EDITED.to_string(),
+            REGISTRY_EDITED.replace('\n', "\r\n"),
+            REGISTRY_ONE.trim_end().to_string(),
+            NEW_REGISTRY.to_string(),
+        ] {
+            assert_eq!(Registry::parse(&text).unwrap().render(), text);
+        }
+        assert_eq!(Registry::new().render(), NEW_REGISTRY);
+    }
+
+    #[test]
+    fn revisions_and_files_are_listed_in_order() {
+        let registry = Registry::parse(REGISTRY_EDITED).unwrap();
+        assert_eq!(
+            registry.revisions().collect::<Vec<_>>(),
+            ["1a2b3c4d5e6f", "ff0000000000", "000000000001"]
+        );
+        assert_eq!(
+            registry.files().collect::<Vec<_>>(),
+            [
+                "2026-11-27_users_and_roles_1a2b3c4d5e6f.rs",
+                "2026-11-28_hand_written_ff0000000000.rs",
+                // rustc's own choice for a module without `#[path]`.
+                "m_000000000001.rs",
+            ]
+        );
+        assert!(Registry::new().entries().is_empty());
+        assert_eq!(Registry::default(), Registry::new());
+    }
+
+    #[test]
+    fn a_path_attribute_on_another_item_is_not_a_migrations_file() {
+        let text = REGISTRY_ONE.replace(
+            "// strata:modules",
+            "#[path = \"util.rs\"]\nmod util;\nmod m_abc;\n// strata:modules",
+        );
+        let registry = Registry::parse(&text).unwrap();
+        assert_eq!(
+            registry.entries(),
+            [
+                entry("2026-11-27_users_and_roles_1a2b3c4d5e6f.rs", "1a2b3c4d5e6f"),
+                entry("m_abc.rs", "abc"),
+            ]
+        );
+    }
+
+    #[test]
+    fn commented_out_and_similar_lines_are_not_entries() {
+        let text = REGISTRY_ONE.replace(
+            "// strata:modules",
+            "// mod m_old;\nmod m_x { }\nmod m_;\nmodule m_y;\n// strata:modules",
+        );
+        let registry = Registry::parse(&text).unwrap();
+        assert_eq!(registry.revisions().collect::<Vec<_>>(), ["1a2b3c4d5e6f"]);
+    }
+
+    #[test]
+    fn a_malformed_registry_is_refused_clearly() {
+        let missing = Registry::parse(&REGISTRY_ONE.replace("// strata:list", "")).unwrap_err();
+        assert_eq!(missing, WriteError::MissingMarker(LIST_MARKER));
+        assert_eq!(
+            missing.to_string(),
+            "the registry has no `// strata:list` marker comment; add it back where new \
+             entries go"
+        );
+        assert_eq!(
+            Registry::parse(&REGISTRY_ONE.replace("// strata:modules", "")),
+            Err(WriteError::MissingMarker(MODULES_MARKER))
+        );
+        assert_eq!(
+            Registry::parse("mod m_abc;\n"),
+            Err(WriteError::MissingMarker(MODULES_MARKER))
+        );
+        let twice =
+            REGISTRY_ONE.replace("// strata:modules", "// strata:modules\n// strata:modules");
+        assert_eq!(
+            Registry::parse(&twice),
+            Err(WriteError::RepeatedMarker(MODULES_MARKER))
+        );
+        let declared_twice = REGISTRY_ONE.replace(
+            "// strata:modules",
+            "#[path = \"again.rs\"]\nmod m_1a2b3c4d5e6f;\n// strata:modules",
+        );
+        assert_eq!(
+            Registry::parse(&declared_twice),
+            Err(WriteError::DuplicateRevision("1a2b3c4d5e6f".into()))
+        );
+        let unquoted = REGISTRY_ONE
+            .replace("#[path = \"", "#[path = ")
+            .replace(".rs\"]", ".rs]");
+        let err = Registry::parse(&unquoted).unwrap_err();
+        assert_eq!(
+            err,
+            WriteError::MalformedRegistry {
+                line: 6,
+                reason: "the path is not a string literal".into()
+            }
+        );
+        assert_eq!(
+            err.to_string(),
+            "line 6 of the registry cannot be read: the path is not a string literal"
+        );
+        for (bad, reason) in [
+            (
+                "#[path = \"a.rs]",
+                "the path's string is not closed on its line",
+            ),
+            ("#[path = \"a.rs\"", "expected `]` after the path"),
+            ("#[path = \"a\\q.rs\"]", "bad escape `\\q` in the path"),
+            (
+                "#[path = \"a\\u{110000}.rs\"]",
+                "bad escape `\\u{110000}` in the path",
+            ),
+            (
+                "#[path = r#\"a.rs\"]",
+                "the path's raw string is not closed on its line",
+            ),
+        ] {
+            let text = format!("{bad}\nmod m_abc;\n{REGISTRY_ONE}");
+            assert_eq!(
+                Registry::parse(&text),
+                Err(WriteError::MalformedRegistry {
+                    line: 1,
+                    reason: reason.into()
+                }),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn parsing_what_render_wrote_lists_the_same_entries() {
+        let mut registry = Registry::new();
+        // File names with characters `{:?}` escapes must come back as they went in.
+        for (file, rev) in [
+            ("2026-11-27_a_000000000001.rs", "000000000001"),
+            ("quote\"back\\slash\ttab.rs", "ff0000000002"),
+            ("caf\u{e9}_\u{200b}_\u{7f}.rs", "0a0000000003"),
+        ] {
+            registry = registry.with(file, rev).unwrap();
+            let reread = Registry::parse(&registry.render()).unwrap();
+            assert_eq!(reread, registry);
+        }
+        assert_eq!(
+            registry.revisions().collect::<Vec<_>>(),
+            ["000000000001", "ff0000000002", "0a0000000003"]
+        );
+        // Adding to a parsed registry writes what adding to the original did.
+        let parsed = Registry::parse(&registry.render()).unwrap();
+        assert_eq!(
+            parsed.with("x.rs", "abc").unwrap(),
+            registry.with("x.rs", "abc").unwrap()
+        );
+    }
+
+    #[test]
+    fn with_leaves_the_registry_it_was_called_on_alone() {
+        let one = Registry::parse(REGISTRY_ONE).unwrap();
+        let two = one.with("x.rs", "abc").unwrap();
+        assert_eq!(one.render(), REGISTRY_ONE);
+        assert_eq!(one.revisions().count(), 1);
+        assert_eq!(two.entries().last(), Some(&entry("x.rs", "abc")));
+        // A registry edited by hand keeps its edits and gets the entry before the markers.
+        let edited = Registry::parse(REGISTRY_EDITED)
+            .unwrap()
+            .with("y.rs", "abd")
+            .unwrap()
+            .render();
+        assert!(
+            edited.contains("mod m_000000000001;\n\n    #[path = \"y.rs\"]\n    mod m_abd;\n    // strata:modules\n"),
+            "{edited}"
+        );
+        assert!(edited.starts_with("//! Our migrations. Do not reorder.\n\nmod helpers;\n"));
     }
 }

@@ -4,7 +4,7 @@ use std::io::IsTerminal;
 
 use clap::Subcommand;
 use strata::autodetect::{NoRenames, RenameCandidate, RenamePolicy};
-use strata::runner::{Event, Plan};
+use strata::runner::Event;
 use strata::state::Direction;
 
 use super::output::{Format, print_json, print_pairs, print_table, terminal_bar};
@@ -108,6 +108,13 @@ pub enum DatabaseCommand {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Take over a database the Python service (Litestar + Advanced Alchemy + Alembic) made, at
+    /// its Alembic head: print the plan (per table what changes, the tables left alone), take a
+    /// backup, ask on a terminal, then bring app's tables to app's head in one transaction and
+    /// make the version table app's, keeping the Alembic revision on record. Refuses, before
+    /// writing, another Alembic revision, an empty database, or a value it cannot convert; a
+    /// database app already manages is nothing to do (exit 0).
+    Adopt(super::adopt::AdoptArgs),
     /// Write a backup: PostgreSQL through pg_dump (connection passed by environment), SQLite
     /// as a consistent online copy (SQLite's backup API). A failed backup leaves no file. Shows
     /// progress on stderr when it is a terminal.
@@ -230,6 +237,7 @@ pub async fn run(command: DatabaseCommand, settings: &Settings) -> Result<(), Cl
         DatabaseCommand::Stamp { revision } => stamp(settings, &revision).await,
         DatabaseCommand::Check { format } => check(settings, format).await,
         DatabaseCommand::Doctor { format } => doctor(settings, format).await,
+        DatabaseCommand::Adopt(args) => super::adopt::adopt(settings, args).await,
         DatabaseCommand::Backup { output, format } => {
             let progress = backup::progress::on_terminal("backup");
             let report =
@@ -374,21 +382,16 @@ async fn migrate_online(
 ) -> Result<(), CliError> {
     let db_settings = &settings.database;
     let db = connect_for_tooling(db_settings).await?;
-    let history = migrate::history()?;
     // Lint what is about to run, before it runs.
-    let applied = migrate::applied(&db, db_settings).await?;
-    let applied_set = applied.iter().map(|a| a.revision.clone()).collect();
-    let dialect = migrate::dialect(db_settings.url.backend());
-    let plan = Plan::new(
-        &history,
-        &applied_set,
-        direction,
-        target,
-        dialect,
-        &db_settings.version_table,
-    )
-    .map_err(migrate::MigrateError::from)?;
-    print_lint(&migrate::lint_plan(&history, &plan)?);
+    let warnings = migrate::preview_lint(&db, db_settings, direction, target).await;
+    let warnings = match warnings {
+        Ok(warnings) => warnings,
+        Err(err) => {
+            db.close().await;
+            return Err(err.into());
+        }
+    };
+    print_lint(&warnings);
     let progress = Progress::new();
     let result = migrate::run(&db, db_settings, direction, target, &mut |event| {
         progress.on(&event)
@@ -452,17 +455,38 @@ impl Progress {
 async fn current(settings: &Settings, format: Format) -> Result<(), CliError> {
     let db = connect_for_tooling(&settings.database).await?;
     let status = migrate::status(&db, &settings.database).await;
+    let adoption = match &status {
+        Ok(status) if status.foreign.is_none() => migrate::adoption(&db, &settings.database).await,
+        _ => Ok(None),
+    };
     db.close().await;
-    let status = status?;
+    let (status, adoption) = (status?, adoption?);
     match format {
         Format::Json => print_json(&serde_json::json!({
             "current": status.current,
             "heads": status.heads,
-            "pending": status.pending,
+            "pending": if status.foreign.is_some() { Vec::new() } else { status.pending.clone() },
             "unknown": status.unknown,
             "atHead": status.at_head(),
+            "foreign": status.foreign.as_ref().map(|f| serde_json::json!({
+                "tool": f.tool,
+                "revisions": f.revisions,
+                "pythonServiceHead": f.tool == crate::legacy::TOOL && f.revisions == [crate::legacy::HEAD],
+                "needsAdoption": true,
+            })),
+            "adoption": adoption,
         })),
         Format::Text => {
+            if let Some(foreign) = &status.foreign {
+                let revisions = if foreign.revisions.is_empty() {
+                    "(none)".to_string()
+                } else {
+                    foreign.revisions.join(", ")
+                };
+                println!("{revisions} ({} revision, not app's)", foreign.tool);
+                println!("{}", crate::legacy::explain(foreign));
+                return Ok(());
+            }
             if status.current.is_empty() && status.unknown.is_empty() {
                 println!("base (no migration applied)");
             }
@@ -489,24 +513,49 @@ async fn current(settings: &Settings, format: Format) -> Result<(), CliError> {
                     status.pending.join(", ")
                 );
             }
+            if let Some(record) = &adoption {
+                println!("{}", adoption_line(record));
+            }
         }
     }
     Ok(())
 }
 
+/// One line on where an adopted database came from.
+fn adoption_line(record: &strata::adopt::AdoptionRecord) -> String {
+    format!(
+        "adopted from {} revision {} into {} at {}{}",
+        record.tool,
+        record.revision,
+        record.adopted_into,
+        record.adopted_at,
+        record
+            .backup
+            .as_ref()
+            .map(|b| format!("; backup taken before: {b}"))
+            .unwrap_or_default()
+    )
+}
+
 async fn history(settings: &Settings, verbose: bool, format: Format) -> Result<(), CliError> {
     let history = migrate::history()?;
-    // History needs no database; show what is applied when one answers.
-    let applied: Vec<String> = match connect_for_tooling(&settings.database).await {
-        Ok(db) => {
-            let rows = migrate::applied(&db, &settings.database)
-                .await
-                .unwrap_or_default();
-            db.close().await;
-            rows.into_iter().map(|r| r.revision).collect()
-        }
-        Err(_) => Vec::new(),
-    };
+    // History needs no database; show what is applied (and an adoption) when one answers.
+    let (applied, adoption): (Vec<String>, Option<strata::adopt::AdoptionRecord>) =
+        match connect_for_tooling(&settings.database).await {
+            Ok(db) => {
+                let status = migrate::status(&db, &settings.database).await.ok();
+                let adoption = migrate::adoption(&db, &settings.database)
+                    .await
+                    .ok()
+                    .flatten();
+                db.close().await;
+                let applied = status
+                    .map(|s| s.applied.into_iter().map(|r| r.revision).collect())
+                    .unwrap_or_default();
+                (applied, adoption)
+            }
+            Err(_) => (Vec::new(), None),
+        };
     let heads = history.heads();
     match format {
         Format::Json => {
@@ -521,13 +570,26 @@ async fn history(settings: &Settings, verbose: bool, format: Format) -> Result<(
                         "created": m.created,
                         "head": heads.contains(&m.revision.as_str()),
                         "applied": applied.contains(&m.revision),
+                        "adopted": adoption.as_ref().is_some_and(|a| history
+                            .ancestors(&a.adopted_into)
+                            .is_ok_and(|set| set.contains(&m.revision))),
                         "operations": m.operations.iter().map(|op| op.describe()).collect::<Vec<_>>(),
                     })
                 })
                 .collect();
-            print_json(&items);
+            match &adoption {
+                Some(record) => print_json(&serde_json::json!({
+                    "migrations": items,
+                    "adoption": record,
+                })),
+                None => print_json(&items),
+            }
         }
         Format::Text => {
+            let adopted = match &adoption {
+                Some(record) => history.ancestors(&record.adopted_into).unwrap_or_default(),
+                None => Default::default(),
+            };
             let rows: Vec<Vec<String>> = history
                 .migrations()
                 .iter()
@@ -538,6 +600,9 @@ async fn history(settings: &Settings, verbose: bool, format: Format) -> Result<(
                     }
                     if applied.contains(&m.revision) {
                         flags.push("applied");
+                    }
+                    if adopted.contains(&m.revision) {
+                        flags.push("adopted");
                     }
                     vec![
                         m.revision.clone(),
@@ -556,6 +621,12 @@ async fn history(settings: &Settings, verbose: bool, format: Format) -> Result<(
                 &["revision", "parents", "created", "state", "message"],
                 &rows,
             );
+            if let Some(record) = &adoption {
+                println!(
+                    "\n{}; revisions marked adopted cannot be downgraded (restore the backup instead)",
+                    adoption_line(record)
+                );
+            }
             if verbose {
                 for m in history.migrations() {
                     println!("\n{} {}", m.revision, m.message);
@@ -667,20 +738,7 @@ fn show(settings: &Settings, revision: &str, format: Format) -> Result<(), CliEr
 
 async fn stamp(settings: &Settings, revision: &str) -> Result<(), CliError> {
     let db = connect_for_tooling(&settings.database).await?;
-    let history = migrate::history()?;
-    let result = async {
-        let mut conn = migrate::connection(&db).await?;
-        Ok::<_, migrate::MigrateError>(
-            strata::runner::stamp(
-                &mut conn,
-                &history,
-                &settings.database.version_table,
-                revision,
-            )
-            .await?,
-        )
-    }
-    .await;
+    let result = migrate::stamp(&db, &settings.database, revision).await;
     db.close().await;
     let stamped = result?;
     match stamped.last() {
@@ -728,6 +786,12 @@ async fn check(settings: &Settings, format: Format) -> Result<(), CliError> {
                     "{} migration(s) not applied yet: {}",
                     report.pending.len(),
                     report.pending.join(", ")
+                );
+            }
+            if !report.unmanaged.is_empty() {
+                println!(
+                    "not managed (left alone by the adoption): {}",
+                    report.unmanaged.join(", ")
                 );
             }
         }

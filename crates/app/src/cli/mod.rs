@@ -1,5 +1,6 @@
 //! The command line: `app run`, `app database ...` and `app user ...`.
 
+mod adopt;
 mod database;
 mod output;
 mod portable;

@@ -59,8 +59,12 @@ pub struct DatabaseHealth {
 #[serde(rename_all = "camelCase")]
 pub struct SchemaHealth {
     /// `ready` (at head), `behind` (migrations pending), `unknown-revision` (the database has
-    /// a revision this binary does not know) or `unknown` (the database did not answer).
+    /// a revision this binary does not know), `needs-adoption` (the Python service's database:
+    /// run `app database adopt`) or `unknown` (the database did not answer).
     pub state: &'static str,
+    /// Why the schema is not ready, when there is more to say than the state.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
     pub current: Vec<String>,
     pub heads: Vec<String>,
     pub pending: usize,
@@ -97,7 +101,10 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
                 error: None,
             },
             SchemaHealth {
-                state: if !status.unknown.is_empty() {
+                detail: status.foreign.as_ref().map(crate::legacy::explain),
+                state: if status.foreign.is_some() {
+                    "needs-adoption"
+                } else if !status.unknown.is_empty() {
                     "unknown-revision"
                 } else if !status.pending.is_empty() {
                     "behind"
@@ -125,6 +132,7 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
                 },
                 SchemaHealth {
                     state: "unknown",
+                    detail: None,
                     current: Vec::new(),
                     heads: Vec::new(),
                     pending: 0,

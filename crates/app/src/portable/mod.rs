@@ -107,11 +107,14 @@ async fn revision_and_schema<C: ConnectionTrait>(
     role: &str,
     wanted: &[String],
 ) -> Result<(Vec<String>, Schema), PortableError> {
-    let applied = migrate::applied_through(conn, &settings.version_table)
+    let migrator = migrate::migrator(settings)?;
+    let history = migrator.history();
+    let status = migrate::status_through(conn, &migrator)
         .await
         .map_err(DbError::from_db_err)?;
-    let history = migrate::history()?;
-    let status = migrate::status_of(&history, applied);
+    if let Some(foreign) = status.foreign {
+        return Err(MigrateError::NeedsAdoption(foreign).into());
+    }
     if let Some(unknown) = status.unknown.first() {
         return Err(PortableError::Refused(format!(
             "the {role} database is at revision {unknown}, which this build of app does not know"

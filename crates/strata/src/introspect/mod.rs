@@ -92,6 +92,8 @@ fn parse_type(raw: &str) -> Option<ColumnType> {
         ("json" | "json_text", []) => T::Json,
         ("jsonb" | "jsonb_text", []) => T::JsonBinary,
         ("bytea" | "blob", []) => T::Binary,
+        // SQLite keeps declared types as written: other tools declare fixed-size binary.
+        ("binary" | "varbinary", [_]) => T::Binary,
         _ => return None,
     };
     Some(ty)

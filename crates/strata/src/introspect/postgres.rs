@@ -205,49 +205,20 @@ async fn read_indexes(
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::{AtomicU32, Ordering};
-
-    use sqlx::{AssertSqlSafe, Connection, Executor};
+    use sqlx::{Connection, Executor};
 
     use super::*;
     use crate::schema::{ColumnType::*, DefaultValue};
+    use crate::testing::PostgresDatabase;
 
-    fn server_url(database: &str) -> std::string::String {
-        let base = std::env::var("STRATA_TEST_POSTGRES")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432".to_string());
-        format!("{}/{database}", base.trim_end_matches('/'))
-    }
-
-    /// Runs `ddl` in a fresh database, introspects it and drops the database.
+    /// Runs `ddl` in a fresh database and introspects it; the database goes with the test.
     async fn introspect(ddl: &'static str, exclude: &[&str]) -> Result<Schema, IntrospectError> {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let db = format!(
-            "strata_introspect_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut admin = PgConnection::connect(&server_url("postgres"))
-            .await
-            .unwrap();
-        admin
-            .execute(AssertSqlSafe(format!("CREATE DATABASE \"{db}\"")))
-            .await
-            .unwrap();
-        let result = async {
-            let mut conn = PgConnection::connect(&server_url(&db)).await?;
-            conn.execute(sqlx::raw_sql(ddl)).await?;
-            let schema = postgres(&mut conn, exclude).await;
-            conn.close().await?;
-            schema
-        }
-        .await;
-        admin
-            .execute(AssertSqlSafe(format!(
-                "DROP DATABASE \"{db}\" WITH (FORCE)"
-            )))
-            .await
-            .unwrap();
-        result
+        let db = PostgresDatabase::create().await;
+        let mut conn = db.connect().await;
+        conn.execute(sqlx::raw_sql(ddl)).await?;
+        let schema = postgres(&mut conn, exclude).await;
+        conn.close().await?;
+        schema
     }
 
     const DDL: &str = r#"

@@ -168,6 +168,19 @@ pub fn needs_sqlite_rebuild(op: &Operation, before: &Schema) -> bool {
     sqlite::needs_rebuild(op, before)
 }
 
+/// The statements that rebuild SQLite table `from` into `to` (same name) in one pass: the new
+/// table is created from `to`, the rows of every shared column are copied (through the SQL
+/// expression `converted` gives for a column, read against the old row), the old table is
+/// dropped, the new one renamed into its place, and `to`'s indexes created. Run it with
+/// foreign keys off around the transaction, as for any rebuild.
+pub fn sqlite_rebuild(
+    from: &Table,
+    to: &Table,
+    converted: &std::collections::BTreeMap<String, String>,
+) -> Vec<String> {
+    sqlite::rebuild_converting(from, to, converted)
+}
+
 /// `'text'`, with every `'` inside doubled.
 fn quote_literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))

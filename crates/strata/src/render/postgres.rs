@@ -172,15 +172,14 @@ fn alter_column(table: &str, from: &Column, to: &Column) -> Vec<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::str::FromStr;
-
-    use sqlx::postgres::{PgConnectOptions, PgConnection};
-    use sqlx::{Connection, Executor};
+    use sqlx::Executor;
+    use sqlx::postgres::PgConnection;
 
     use crate::render::{render, render_schema};
     use crate::schema::{
         Check, Column, ColumnType, DefaultValue, ForeignKey, ForeignKeyAction, Index, Table, Unique,
     };
+    use crate::testing::PostgresDatabase;
     use crate::{Dialect, DialectSql, Operation, Schema};
 
     fn pg(op: &Operation, before: &Schema) -> Vec<String> {
@@ -512,12 +511,6 @@ mod tests {
         assert_eq!(pg(&op, &Schema::new()), ["SELECT 1"]);
     }
 
-    fn admin_options() -> PgConnectOptions {
-        let url = std::env::var("TEST_DATABASE_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
-        PgConnectOptions::from_str(&url).expect("TEST_DATABASE_URL is a PostgreSQL URL")
-    }
-
     async fn exec(conn: &mut PgConnection, sql: &str) -> Result<u64, String> {
         conn.execute(sqlx::AssertSqlSafe(sql.to_string()))
             .await
@@ -540,7 +533,8 @@ mod tests {
         Ok(())
     }
 
-    /// An assertion that lets the test drop its database before failing.
+    /// An assertion in the scenario's `Result` style: the first mismatch ends it, saying what
+    /// it got and wanted.
     fn same<T: PartialEq + std::fmt::Debug>(got: T, want: T) -> Result<(), String> {
         if got == want {
             Ok(())
@@ -698,33 +692,8 @@ mod tests {
 
     #[tokio::test]
     async fn statements_run_on_postgres() {
-        let admin = admin_options();
-        let mut admin_conn = PgConnection::connect_with(&admin)
-            .await
-            .expect("PostgreSQL answers at TEST_DATABASE_URL");
-        let nanos = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos();
-        let name = format!("strata_render_{}_{nanos}", std::process::id());
-        exec(&mut admin_conn, &format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        let result = match PgConnection::connect_with(&admin.clone().database(&name)).await {
-            Ok(mut conn) => {
-                let result = scenario(&mut conn).await;
-                let _ = conn.close().await;
-                result
-            }
-            Err(e) => Err(e.to_string()),
-        };
-        exec(
-            &mut admin_conn,
-            &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-        )
-        .await
-        .unwrap();
-        let _ = admin_conn.close().await;
-        result.unwrap();
+        let db = PostgresDatabase::create().await;
+        let mut conn = db.connect().await;
+        scenario(&mut conn).await.unwrap();
     }
 }

@@ -12,6 +12,8 @@
 //! and checks `PRAGMA foreign_key_check` before committing. SQLite has no comments: comment
 //! changes render to nothing.
 
+use std::collections::BTreeMap;
+
 use super::{
     column_def, create_index_sql, create_table_sql, create_table_statements, data_step_comment,
     default_sql, quote_ident, raw_sql,
@@ -110,6 +112,16 @@ pub(super) fn render(op: &Operation, before: &Schema, after: &Schema) -> Vec<Str
 /// A column that becomes NOT NULL and has a default is copied as `COALESCE("c", <default>)`,
 /// so its NULLs take the default as they do on PostgreSQL.
 fn rebuild(from: &Table, to: &Table) -> Vec<String> {
+    rebuild_converting(from, to, &BTreeMap::new())
+}
+
+/// [`rebuild`], copying each column named in `converted` through its SQL expression (read
+/// against a row of the old table) instead of as it is.
+pub(super) fn rebuild_converting(
+    from: &Table,
+    to: &Table,
+    converted: &BTreeMap<String, String>,
+) -> Vec<String> {
     let name = &to.name;
     let temp = format!("{REBUILD_PREFIX}{name}");
     let mut statements = vec![create_table_sql(to, &temp, LITE, |_| true)];
@@ -125,13 +137,18 @@ fn rebuild(from: &Table, to: &Table) -> Vec<String> {
             .collect();
         let sources: Vec<String> = shared
             .iter()
-            .map(|(old, new)| match &new.default {
-                Some(default) if old.nullable && !new.nullable => format!(
-                    "COALESCE({}, {})",
-                    quote_ident(&new.name),
-                    default_sql(default, &new.ty, LITE)
-                ),
-                _ => quote_ident(&new.name),
+            .map(|(old, new)| {
+                let source = converted
+                    .get(&new.name)
+                    .cloned()
+                    .unwrap_or_else(|| quote_ident(&new.name));
+                match &new.default {
+                    Some(default) if old.nullable && !new.nullable => format!(
+                        "COALESCE({source}, {})",
+                        default_sql(default, &new.ty, LITE)
+                    ),
+                    _ => source,
+                }
             })
             .collect();
         statements.push(format!(

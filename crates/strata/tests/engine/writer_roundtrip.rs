@@ -2,21 +2,22 @@
 //! current, and is what `rustfmt --edition 2024` would write.
 //!
 //! `tests/golden/sample_migration.rs` and `tests/golden/registry.rs` are written by
-//! `render_migration` and `register`; the registry is compiled here as a module, and it
+//! `render_migration` and `Registry`; the registry is compiled here as a module, and it
 //! compiles the sample migration through its `#[path]` entry. After a deliberate change to
-//! the writer, rewrite them with `STRATA_BLESS=1 cargo test -p strata --test writer_roundtrip`.
+//! the writer, rewrite them with
+//! `STRATA_BLESS=1 cargo test -p strata --test engine writer_roundtrip`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use strata::writer::{register, render_migration};
+use strata::writer::{Registry, render_migration};
 use strata::{
     Check, Column, ColumnType, DefaultValue, DialectSql, ForeignKey, ForeignKeyAction, Index,
     Migration, Operation, Table, Unique,
 };
 
-#[path = "golden/registry.rs"]
+#[path = "../golden/registry.rs"]
 mod registry;
 
 const REVISION: &str = "5a7c0ffee123";
@@ -355,7 +356,7 @@ fn check_golden(file: &str, text: &str) {
     assert!(
         golden == text,
         "{} is not what the writer writes today; if the change is meant, run \
-         `STRATA_BLESS=1 cargo test -p strata --test writer_roundtrip`.\n--- golden\n{golden}\n--- now\n{text}",
+         `STRATA_BLESS=1 cargo test -p strata --test engine writer_roundtrip`.\n--- golden\n{golden}\n--- now\n{text}",
         path.display()
     );
 }
@@ -374,7 +375,10 @@ fn golden_migration_is_current() {
 
 #[test]
 fn golden_registry_is_current() {
-    let text = register(None, SAMPLE_FILE, REVISION).unwrap();
+    let text = Registry::new()
+        .with(SAMPLE_FILE, REVISION)
+        .unwrap()
+        .render();
     check_golden("registry.rs", &text);
 }
 
@@ -440,14 +444,18 @@ fn golden_migration_is_rustfmt_stable() {
 
 #[test]
 fn registry_is_rustfmt_stable() {
-    let mut text = register(None, "2026-11-27_a_000000000001.rs", "000000000001").unwrap();
-    rustfmt_stdin_unchanged(&text);
+    let mut registry = Registry::new()
+        .with("2026-11-27_a_000000000001.rs", "000000000001")
+        .unwrap();
+    rustfmt_stdin_unchanged(&registry.render());
     // Later entries sort before earlier ones by name: the blank lines keep rustfmt from
     // reordering them.
     for rev in ["ff0000000002", "0a0000000003", "000000000000"] {
-        text = register(Some(&text), &format!("2026-11-28_b_{rev}.rs"), rev).unwrap();
+        registry = registry
+            .with(&format!("2026-11-28_b_{rev}.rs"), rev)
+            .unwrap();
     }
-    rustfmt_stdin_unchanged(&text);
+    rustfmt_stdin_unchanged(&registry.render());
 }
 
 /// A small deterministic generator (xorshift64*), so that failures reproduce.

@@ -1,0 +1,6 @@
+//! The engine's one integration-test binary: the runner on real PostgreSQL and real SQLite, a
+//! fresh database per test (`support`), and the writer's golden files.
+
+mod runner;
+mod support;
+mod writer_roundtrip;
