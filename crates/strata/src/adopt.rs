@@ -377,19 +377,44 @@ pub(crate) async fn plan(
     }
     preflight(conn, &live, &diff.operations, &conversions).await?;
 
+    // PostgreSQL names a primary key `<table>_pkey` when the engine creates the table; the
+    // model does not hold the name, so it is renamed here to match a database the engine made.
+    let pk_renames = match dialect {
+        Dialect::Postgres => primary_key_renames(conn, &live).await?,
+        Dialect::Sqlite => Vec::new(),
+    };
     let statements = match dialect {
-        Dialect::Postgres => postgres_statements(&live, &diff.operations, &conversions)?,
+        Dialect::Postgres => {
+            let mut statements: Vec<String> = pk_renames
+                .iter()
+                .map(|(table, from, to)| {
+                    format!(
+                        "ALTER TABLE {} RENAME CONSTRAINT {} TO {}",
+                        quote_ident(table),
+                        quote_ident(from),
+                        quote_ident(to)
+                    )
+                })
+                .collect();
+            statements.extend(postgres_statements(&live, &diff.operations, &conversions)?);
+            statements
+        }
         Dialect::Sqlite => sqlite_statements(&live, &expected, &diff.operations, &conversions),
     };
 
     let mut tables = Vec::new();
     for name in expected.tables.keys() {
         let changes = match live.table(name) {
-            Some(before) => diff
-                .operations
+            Some(before) => pk_renames
                 .iter()
-                .filter(|op| op.table() == Some(name.as_str()))
-                .map(|op| describe_change(op, before, dialect))
+                .filter(|(table, ..)| table == name)
+                .map(|(_, from, to)| format!("~ primary key {from} renamed {to}"))
+                .chain(
+                    diff.operations
+                        .iter()
+                        .filter(|op| op.table() == Some(name.as_str()))
+                        .map(|op| describe_change(op, before, dialect)),
+                )
                 .collect(),
             None => vec![format!("+ create table {name}")],
         };
@@ -554,6 +579,31 @@ async fn table_names(conn: &mut Conn) -> Result<Vec<String>, sqlx::Error> {
         .await?
         .into_iter()
         .filter_map(|r| r.into_iter().next().flatten())
+        .collect())
+}
+
+/// Primary keys of `tables` whose name is not PostgreSQL's default `<table>_pkey`:
+/// (table, name, default name).
+async fn primary_key_renames(
+    conn: &mut Conn,
+    tables: &Schema,
+) -> Result<Vec<(String, String, String)>, sqlx::Error> {
+    let rows = conn
+        .fetch_text(
+            "SELECT CAST(c.relname AS text), CAST(k.conname AS text) FROM pg_constraint k \
+             JOIN pg_class c ON c.oid = k.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             WHERE k.contype = 'p' AND n.nspname = current_schema() ORDER BY 1",
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| {
+            let mut cells = row.into_iter().flatten();
+            let (table, name) = (cells.next()?, cells.next()?);
+            let default = format!("{table}_pkey");
+            (tables.tables.contains_key(&table) && name != default)
+                .then_some((table, name, default))
+        })
         .collect())
 }
 

@@ -37,8 +37,12 @@ impl TestApp {
     }
 
     pub async fn spawn_with(kind: Kind, vars: &[(&str, &str)]) -> TestApp {
+        Self::spawn_on(TestDb::new(kind).await, vars).await
+    }
+
+    /// A server on a database the test prepared.
+    pub async fn spawn_on(db: TestDb, vars: &[(&str, &str)]) -> TestApp {
         telemetry();
-        let db = TestDb::new(kind).await;
         let settings = db.settings(vars);
         let tokens = Tokens::new(settings.secret_key.expose(), settings.token_lifetime);
         let app = Application::build(settings.clone())

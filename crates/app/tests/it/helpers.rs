@@ -225,6 +225,37 @@ impl TestDb {
         }
     }
 
+    /// A copy of a database the Python service made (Alembic's version table, its own
+    /// tables and names, 2 users with 12 todos each): see `tests/legacy/README.md`.
+    pub async fn legacy(kind: Kind) -> TestDb {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/legacy");
+        let db = TestDb::empty(kind).await;
+        match kind {
+            Kind::Postgres => {
+                let out = std::process::Command::new("psql")
+                    .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &db.url, "-f"])
+                    .arg(dir.join("python-service-pg.sql"))
+                    .output()
+                    .expect("psql runs (install the PostgreSQL client)");
+                assert!(
+                    out.status.success(),
+                    "loading the Python service's dump: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+            }
+            Kind::Sqlite => {
+                let path = db.url.trim_start_matches("sqlite://");
+                std::fs::copy(dir.join("python-service.sqlite3"), path)
+                    .expect("copy the Python service's database");
+                let mut permissions = std::fs::metadata(path).unwrap().permissions();
+                #[allow(clippy::permissions_set_readonly_false)]
+                permissions.set_readonly(false);
+                std::fs::set_permissions(path, permissions).unwrap();
+            }
+        }
+        db
+    }
+
     /// Test settings pointing at this database, with extra variables.
     pub fn settings(&self, vars: &[(&str, &str)]) -> Settings {
         let mut all = vec![("DATABASE_URL", self.url.as_str())];

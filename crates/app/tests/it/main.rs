@@ -1,6 +1,7 @@
 //! The one integration-test binary: real PostgreSQL and real SQLite, a fresh database per test.
 
 mod access;
+mod adopt;
 mod api;
 mod backup;
 mod cli;

@@ -1,6 +1,7 @@
 //! The engine's one integration-test binary: the runner on real PostgreSQL and real SQLite, a
 //! fresh database per test (`support`), and the writer's golden files.
 
+mod adopt;
 mod runner;
 mod support;
 mod writer_roundtrip;

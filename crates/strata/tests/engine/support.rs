@@ -1,7 +1,7 @@
 //! What the database tests share: a fresh database of either dialect as the runner's
 //! [`Conn`], runs up and down, introspection, and the drift assertions.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use strata::runner::{self, Conn, RunError};
 use strata::state::{Direction, History};
@@ -140,4 +140,84 @@ pub async fn assert_matches_history(conn: &mut Conn, history: &History, context:
     let expected = history.schema_with(&applied).unwrap();
     let live = live_schema(conn).await;
     assert_no_drift(&expected, &live, conn.dialect(), context);
+}
+
+/// The rows of `sql`, one line each, cells joined by ` | ` and NULL shown as `NULL`; every
+/// column must read as text (cast the others with `CAST(.. AS text)`).
+pub async fn text_lines(conn: &mut Conn, sql: &str) -> Vec<String> {
+    let rows = conn
+        .fetch_text(sql)
+        .await
+        .unwrap_or_else(|err| panic!("rows of `{sql}`: {err}"));
+    rows.into_iter()
+        .map(|row| {
+            row.into_iter()
+                .map(|cell| cell.unwrap_or_else(|| "NULL".to_string()))
+                .collect::<Vec<_>>()
+                .join(" | ")
+        })
+        .collect()
+}
+
+/// Everything a test compares to show that nothing changed: every table as introspected
+/// (the version table included), what the catalog says of every table, column, constraint
+/// and index (so a leftover `_strata_*` table or a renamed constraint shows too), and every
+/// row of every table.
+#[derive(Debug, PartialEq)]
+pub struct Snapshot {
+    pub schema: Schema,
+    pub catalog: Vec<String>,
+    pub rows: BTreeMap<String, Vec<String>>,
+}
+
+/// The database as it is now; see [`Snapshot`].
+pub async fn snapshot(conn: &mut Conn) -> Snapshot {
+    let schema = match conn {
+        Conn::Postgres(c) => strata::introspect::postgres(c, &[]).await.unwrap(),
+        Conn::Sqlite(c) => strata::introspect::sqlite(c, &[]).await.unwrap(),
+    };
+    let catalog_queries: &[&str] = match conn.dialect() {
+        Dialect::Postgres => &[
+            "SELECT CAST(relname AS text), CAST(relkind AS text) FROM pg_class \
+             WHERE relnamespace = CAST(current_schema() AS regnamespace) ORDER BY 1",
+            "SELECT CAST(c.relname AS text), CAST(a.attnum AS text), CAST(a.attname AS text), \
+             format_type(a.atttypid, a.atttypmod), CAST(a.attnotnull AS text), \
+             pg_get_expr(d.adbin, d.adrelid) \
+             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid \
+             LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum \
+             WHERE c.relnamespace = CAST(current_schema() AS regnamespace) AND c.relkind = 'r' \
+             AND a.attnum > 0 AND NOT a.attisdropped ORDER BY 1, a.attnum",
+            "SELECT CAST(CAST(conrelid AS regclass) AS text), CAST(conname AS text), \
+             pg_get_constraintdef(oid) FROM pg_constraint \
+             WHERE connamespace = CAST(current_schema() AS regnamespace) ORDER BY 1, 2",
+            "SELECT CAST(indexname AS text), indexdef FROM pg_indexes \
+             WHERE schemaname = current_schema() ORDER BY 1",
+        ],
+        Dialect::Sqlite => &["SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"],
+    };
+    let mut catalog = Vec::new();
+    for sql in catalog_queries {
+        catalog.extend(text_lines(conn, sql).await);
+    }
+    let mut rows = BTreeMap::new();
+    for table in schema.tables.values() {
+        let cells: Vec<String> = table
+            .columns
+            .iter()
+            .map(|c| format!("CAST({} AS text)", strata::render::quote_ident(&c.name)))
+            .collect();
+        let order: Vec<String> = (1..=cells.len()).map(|i| i.to_string()).collect();
+        let sql = format!(
+            "SELECT {} FROM {} ORDER BY {}",
+            cells.join(", "),
+            strata::render::quote_ident(&table.name),
+            order.join(", ")
+        );
+        rows.insert(table.name.clone(), text_lines(conn, &sql).await);
+    }
+    Snapshot {
+        schema,
+        catalog,
+        rows,
+    }
 }
