@@ -111,20 +111,6 @@ pub async fn run(
     Ok(migrator.run(&mut conn, direction, target, on_event).await?)
 }
 
-/// The lint warnings of what an online run to `target` would do now (a preview: the run
-/// plans again under its lock).
-pub async fn preview_lint(
-    db: &Database,
-    settings: &DatabaseSettings,
-    direction: Direction,
-    target: &str,
-) -> Result<Vec<lint::Warning>, MigrateError> {
-    let migrator = migrator(settings)?;
-    let mut conn = connection(db).await?;
-    let plan = migrator.plan(&mut conn, direction, target).await?;
-    Ok(migrator.lint(&plan)?)
-}
-
 /// The SQL an upgrade or downgrade would run, without connecting.
 ///
 /// `range` is `TARGET` or `FROM:TARGET`. An upgrade starts from `FROM` (default: an empty

@@ -301,6 +301,23 @@ impl Migrator {
         Ok(plan)
     }
 
+    /// One migration planned as an upgrade for `dialect`, for showing: its statements are
+    /// [`Plan::step_sql`].
+    pub fn planned_upgrade(
+        &self,
+        revision: &str,
+        dialect: Dialect,
+    ) -> Result<runner::PlannedMigration, RunError> {
+        let migration = self.history.get(revision)?;
+        runner::plan_migration(
+            &self.history,
+            migration,
+            Direction::Up,
+            dialect,
+            &self.version_table,
+        )
+    }
+
     /// Lint warnings for the migrations `plan` runs, each read against the schema before it.
     pub fn lint(&self, plan: &Plan) -> Result<Vec<lint::Warning>, RunError> {
         let mut warnings = Vec::new();
@@ -361,15 +378,25 @@ impl Migrator {
         target: &str,
         on_event: &mut (dyn FnMut(Event<'_>) + Send),
     ) -> Result<Vec<String>, RunError> {
-        // Planning first refuses what must not run; the runner plans again under its lock.
+        // Planning first refuses what must not run; the runner plans again under its lock,
+        // and what it planned is linted before anything runs.
         self.plan(conn, direction, target).await?;
+        let mut lint_then_report = |event: Event<'_>| {
+            if let Event::Planned { plan } = &event {
+                let warnings = self.lint(plan).unwrap_or_default();
+                on_event(Event::Linted {
+                    warnings: &warnings,
+                });
+            }
+            on_event(event);
+        };
         runner::run(
             conn,
             &self.history,
             &self.version_table,
             direction,
             target,
-            on_event,
+            &mut lint_then_report,
         )
         .await
     }

@@ -208,8 +208,13 @@ pub struct AppliedRevision {
 /// Progress of an online run, for logs and progress bars.
 #[derive(Debug)]
 pub enum Event<'a> {
+    /// The plan made under the lock, about to run.
     Planned {
-        count: usize,
+        plan: &'a Plan,
+    },
+    /// Lint warnings about the planned migrations, before any of them runs.
+    Linted {
+        warnings: &'a [crate::lint::Warning],
     },
     Started {
         migration: &'a PlannedMigration,
@@ -380,9 +385,8 @@ impl Plan {
                         out.push_str(";\n");
                     }
                     Statement::Data(name) => {
-                        out.push_str(&format!(
-                            "-- Rust data step: {name} (runs only when migrating online)\n"
-                        ));
+                        out.push_str(&render::data_step_comment(name));
+                        out.push('\n');
                     }
                 }
             }
@@ -411,6 +415,20 @@ impl Plan {
             out.push(Statement::Sql("PRAGMA foreign_keys = ON"));
         }
         out
+    }
+}
+
+impl PlannedMigration {
+    /// The migration's steps as SQL text, data steps as comments (without BEGIN/COMMIT and
+    /// the version row).
+    pub fn step_sql(&self) -> Vec<String> {
+        self.steps
+            .iter()
+            .map(|step| match step {
+                Step::Sql(sql) => sql.clone(),
+                Step::Data { name, .. } => render::data_step_comment(name),
+            })
+            .collect()
     }
 }
 
@@ -538,9 +556,7 @@ async fn run_locked(
         dialect,
         version_table,
     )?;
-    on_event(Event::Planned {
-        count: plan.migrations.len(),
-    });
+    on_event(Event::Planned { plan: &plan });
     let mut done = Vec::new();
     for m in &plan.migrations {
         if run_one(conn, &plan, m, on_event).await? {

@@ -382,16 +382,6 @@ async fn migrate_online(
 ) -> Result<(), CliError> {
     let db_settings = &settings.database;
     let db = connect_for_tooling(db_settings).await?;
-    // Lint what is about to run, before it runs.
-    let warnings = migrate::preview_lint(&db, db_settings, direction, target).await;
-    let warnings = match warnings {
-        Ok(warnings) => warnings,
-        Err(err) => {
-            db.close().await;
-            return Err(err.into());
-        }
-    };
-    print_lint(&warnings);
     let progress = Progress::new();
     let result = migrate::run(&db, db_settings, direction, target, &mut |event| {
         progress.on(&event)
@@ -426,7 +416,9 @@ impl Progress {
 
     fn on(&self, event: &Event<'_>) {
         match event {
-            Event::Planned { count } => self.bar.set_length(*count as u64),
+            Event::Planned { plan } => self.bar.set_length(plan.migrations.len() as u64),
+            // Shown before anything runs: the runner lints the plan it made under its lock.
+            Event::Linted { warnings } => self.bar.suspend(|| print_lint(warnings)),
             Event::Started { migration } => self
                 .bar
                 .set_message(format!("{} {}", migration.revision, migration.message)),
@@ -682,22 +674,10 @@ fn show(settings: &Settings, revision: &str, format: Format) -> Result<(), CliEr
         .get(&revision)
         .map_err(migrate::MigrateError::from)?;
     let dialect = migrate::dialect(settings.database.url.backend());
-    let planned = strata::runner::plan_migration(
-        &history,
-        m,
-        Direction::Up,
-        dialect,
-        &settings.database.version_table,
-    )
-    .map_err(migrate::MigrateError::from)?;
-    let sql: Vec<String> = planned
-        .steps
-        .iter()
-        .map(|s| match s {
-            strata::runner::Step::Sql(sql) => sql.clone(),
-            strata::runner::Step::Data { name, .. } => format!("-- Rust data step: {name}"),
-        })
-        .collect();
+    let planned = migrate::migrator(&settings.database)?
+        .planned_upgrade(&m.revision, dialect)
+        .map_err(migrate::MigrateError::from)?;
+    let sql = planned.step_sql();
     match format {
         Format::Json => print_json(&serde_json::json!({
             "revision": m.revision,

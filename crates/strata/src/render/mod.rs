@@ -306,8 +306,8 @@ fn create_table_statements(table: &Table, dialect: Dialect) -> Vec<String> {
     statements
 }
 
-/// The statement list of a data step: one comment, as it has no SQL.
-fn data_step_comment(name: &str) -> String {
+/// The comment that stands for a Rust data step in printed SQL (it has no SQL of its own).
+pub fn data_step_comment(name: &str) -> String {
     format!("-- Rust data step: {name} (runs only when migrating online)")
 }
 

@@ -19,10 +19,15 @@ on_both_dialects!(
     adoption_brings_the_database_to_head,
     another_alembic_revision_is_refused,
     another_shape_of_version_table_is_refused,
+    #[ignore = "bug: a version table without a version_num column fails status and \
+                plan_adoption with a database error (no such column version_num) instead \
+                of reporting an unknown tool"]
+    a_version_table_without_version_num_is_refused,
     an_empty_database_is_refused,
     tables_without_a_version_table_are_refused,
     a_value_the_conversion_rejects_is_refused,
     duplicates_under_a_new_unique_key_are_refused,
+    duplicates_a_conversion_makes_under_a_new_unique_key_are_refused,
     a_failure_halfway_rolls_everything_back,
 );
 
@@ -162,6 +167,17 @@ fn sorted(lines: &[String]) -> Vec<&str> {
     lines
 }
 
+/// Asserts that `script` has a line starting with each of `prefixes`, in that order.
+fn assert_lines_in_order(script: &str, prefixes: &[&str]) {
+    let mut lines = script.lines();
+    for prefix in prefixes {
+        assert!(
+            lines.any(|line| line.starts_with(prefix)),
+            "the script has `{prefix}` after the lines before it:\n{script}"
+        );
+    }
+}
+
 /// Plans the adoption of `spec`, which must be refused, and checks that the refusal left the
 /// database exactly as it was.
 async fn refused(conn: &mut Conn, spec: &AdoptionSpec) -> AdoptError {
@@ -230,11 +246,7 @@ async fn adoption_brings_the_database_to_head(dialect: Dialect) {
     let before = snapshot(&mut conn).await;
 
     let plan = migrator.plan_adoption(&mut conn, &spec()).await.unwrap();
-    assert_eq!(
-        snapshot(&mut conn).await,
-        before,
-        "planning writes nothing"
-    );
+    assert_eq!(snapshot(&mut conn).await, before, "planning writes nothing");
     assert_eq!(plan.dialect, dialect);
     assert_eq!(plan.tool, "alembic");
     assert_eq!(plan.from_revision, ALEMBIC_HEAD);
@@ -266,8 +278,7 @@ async fn adoption_brings_the_database_to_head(dialect: Dialect) {
         "+ add check constraint ck_book_kind on book (kind IN ('novel', 'poem', 'essay'))"
             .to_string(),
         "+ add column book.pages Integer".to_string(),
-        "+ add foreign key fk_book_author_id_author on book (author_id) -> author (id)"
-            .to_string(),
+        "+ add foreign key fk_book_author_id_author on book (author_id) -> author (id)".to_string(),
         "+ create index ix_book_title on book (title)".to_string(),
         "- drop foreign key book_author_id_fkey on book".to_string(),
         "- drop index idx_book_title on book".to_string(),
@@ -285,29 +296,29 @@ async fn adoption_brings_the_database_to_head(dialect: Dialect) {
         .collect();
     assert_eq!(left_alone, [("review", 3)]);
 
+    // The script runs it all in one transaction, the version table rewritten last.
     let script = plan.to_sql();
-    for expected in [
-        "BEGIN",
-        "COMMIT",
+    let (opening, closing): (&[&str], &[&str]) = match dialect {
+        Dialect::Postgres => (&["BEGIN;", "SELECT pg_advisory_xact_lock("], &["COMMIT;"]),
+        Dialect::Sqlite => (
+            &["PRAGMA foreign_keys = OFF;", "BEGIN IMMEDIATE;"],
+            &["COMMIT;", "PRAGMA foreign_keys = ON;"],
+        ),
+    };
+    let statements: Vec<String> = plan.statements.iter().map(|s| format!("{s};")).collect();
+    let mut expected: Vec<&str> = opening.to_vec();
+    expected.extend(statements.iter().map(String::as_str));
+    expected.extend([
         "DROP TABLE \"ddl_version\";",
         "CREATE TABLE IF NOT EXISTS \"ddl_version\" (version_num varchar(32) NOT NULL PRIMARY KEY, checksum",
         "INSERT INTO \"ddl_version\" (version_num, checksum) VALUES ('m01', ",
         "INSERT INTO \"ddl_version\" (version_num, checksum) VALUES ('m02', ",
         "CREATE TABLE IF NOT EXISTS \"ddl_version_adoption\"",
-    ] {
-        assert!(script.contains(expected), "the script has {expected}:\n{script}");
-    }
-    for statement in &plan.statements {
-        assert!(
-            script.contains(statement.as_str()),
-            "the script has {statement}:\n{script}"
-        );
-    }
-    assert!(
-        script.find("BEGIN") < script.find("DROP TABLE \"ddl_version\"")
-            && script.rfind("COMMIT") > script.rfind("INSERT INTO \"ddl_version\""),
-        "the version table is rewritten inside the transaction:\n{script}"
-    );
+        "INSERT INTO \"ddl_version_adoption\"",
+    ]);
+    expected.extend(closing);
+    assert_lines_in_order(&script, &expected);
+    assert_eq!(script.lines().last(), closing.last().copied());
 
     migrator
         .adopt(&mut conn, &plan, Some(BACKUP))
@@ -419,9 +430,14 @@ async fn adoption_brings_the_database_to_head(dialect: Dialect) {
     }
     let message = down.unwrap_err().to_string();
     assert!(message.contains(BACKUP), "names the backup: {message}");
+    let stamp = migrator.stamp(&mut conn, "m01").await;
+    assert!(
+        matches!(&stamp, Err(RunError::BelowAdoption { revision, .. }) if revision == "m02"),
+        "a stamp below the adoption: {stamp:?}"
+    );
     assert!(
         migrator.status(&mut conn).await.unwrap().at_head(),
-        "the refused downgrade undid nothing"
+        "the refused downgrade and stamp undid nothing"
     );
 }
 
@@ -477,6 +493,34 @@ async fn another_shape_of_version_table_is_refused(dialect: Dialect) {
     }
 }
 
+/// Flyway-like: the version table has no `version_num` column at all.
+async fn a_version_table_without_version_num_is_refused(dialect: Dialect) {
+    let (_db, mut conn) = foreign_database(dialect).await;
+    conn.execute(
+        "DROP TABLE ddl_version; \
+         CREATE TABLE ddl_version (installed_rank integer NOT NULL PRIMARY KEY, version varchar(50)); \
+         INSERT INTO ddl_version (installed_rank, version) VALUES (1, '1.0')",
+    )
+    .await
+    .unwrap();
+    let status = migrator().status(&mut conn).await;
+    let foreign = status
+        .unwrap_or_else(|err| panic!("the status reads another tool's version table: {err}"))
+        .foreign
+        .expect("another tool's version table");
+    assert_eq!(foreign.tool, "unknown (installed_rank, version)");
+
+    let err = refused(&mut conn, &spec()).await;
+
+    match &err {
+        AdoptError::OtherTool { found, expected } => {
+            assert_eq!(found, "unknown (installed_rank, version)");
+            assert_eq!(expected, "alembic");
+        }
+        other => panic!("expected OtherTool, got {other:?}"),
+    }
+}
+
 async fn an_empty_database_is_refused(dialect: Dialect) {
     let db = TestDb::fresh(dialect).await;
     let mut conn = db.connect().await;
@@ -522,7 +566,10 @@ async fn a_value_the_conversion_rejects_is_refused(dialect: Dialect) {
             reason,
             example,
         } => {
-            assert_eq!((table.as_str(), column.as_str(), *rows), ("book", "kind", 1));
+            assert_eq!(
+                (table.as_str(), column.as_str(), *rows),
+                ("book", "kind", 1)
+            );
             assert!(reason.contains("kinds NOVEL, POEM, ESSAY"), "{reason}");
             assert_eq!(example.as_deref(), Some("'SONNET'"));
         }
@@ -556,11 +603,52 @@ async fn duplicates_under_a_new_unique_key_are_refused(dialect: Dialect) {
                 ("author", "name", 1)
             );
             let example = example.as_deref().unwrap_or_default();
-            assert!(example.contains("Ann"), "the example shows the value: {example}");
+            assert!(
+                example.contains("Ann"),
+                "the example shows the value: {example}"
+            );
         }
         other => panic!("expected Unconvertible, got {other:?}"),
     }
     assert!(err.to_string().contains("unique"), "{err}");
+}
+
+/// The names differ as stored, but not once converted: the new unique key rejects them all
+/// the same, and the adoption must say so before it writes.
+async fn duplicates_a_conversion_makes_under_a_new_unique_key_are_refused(dialect: Dialect) {
+    let (_db, mut conn) = foreign_database(dialect).await;
+    conn.execute("UPDATE author SET name = 'ANN' WHERE id = 2")
+        .await
+        .unwrap();
+    let names_to_lower_case = Conversion {
+        table: "author".into(),
+        column: "name".into(),
+        dialect: None,
+        description: "names to lower case".into(),
+        expr: "lower(\"name\")".into(),
+        invalid_when: None,
+    };
+
+    let err = refused(
+        &mut conn,
+        &spec_with(vec![names_to_lower_case, kinds_to_lower_case()]),
+    )
+    .await;
+
+    match &err {
+        AdoptError::Unconvertible {
+            table,
+            column,
+            rows,
+            ..
+        } => {
+            assert_eq!(
+                (table.as_str(), column.as_str(), *rows),
+                ("author", "name", 1)
+            );
+        }
+        other => panic!("expected Unconvertible, got {other:?}"),
+    }
 }
 
 async fn a_failure_halfway_rolls_everything_back(dialect: Dialect) {

@@ -43,16 +43,18 @@ impl TestDb {
 }
 
 /// Runs each `async fn name(dialect: Dialect)` as two tests, `name::postgres` and
-/// `name::sqlite`.
+/// `name::sqlite`. Attributes written before a name go on both (`#[ignore = "why"] name`).
 macro_rules! on_both_dialects {
-    ($($name:ident),* $(,)?) => {$(
+    ($($(#[$attr:meta])* $name:ident),* $(,)?) => {$(
         mod $name {
             #[tokio::test]
+            $(#[$attr])*
             async fn postgres() {
                 super::$name(strata::Dialect::Postgres).await;
             }
 
             #[tokio::test]
+            $(#[$attr])*
             async fn sqlite() {
                 super::$name(strata::Dialect::Sqlite).await;
             }
@@ -193,7 +195,9 @@ pub async fn snapshot(conn: &mut Conn) -> Snapshot {
             "SELECT CAST(indexname AS text), indexdef FROM pg_indexes \
              WHERE schemaname = current_schema() ORDER BY 1",
         ],
-        Dialect::Sqlite => &["SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"],
+        Dialect::Sqlite => {
+            &["SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY type, name"]
+        }
     };
     let mut catalog = Vec::new();
     for sql in catalog_queries {
