@@ -6,14 +6,19 @@
 use std::path::{Path, PathBuf};
 
 use serde::Serialize;
-use strata::adopt::{AdoptError, AdoptionPlan, AdoptionRecord};
-use strata::autodetect::{self, RenamePolicy};
+use strata::autodetect;
 use strata::migrator::{ForeignVersion, Migrator};
-use strata::runner::{Conn, Event, RunError};
-use strata::state::{Direction, History, HistoryError};
+use strata::runner::{Conn, RunError};
+use strata::state::{History, HistoryError};
 use strata::{Dialect, lint};
 
+// What callers of this module see of the engine, so the CLI and startup name only `migrate`.
+pub use strata::adopt::{AdoptError, AdoptionPlan, AdoptionRecord};
+pub use strata::autodetect::{NoRenames, RenameCandidate, RenamePolicy};
+pub use strata::lint::Warning as LintWarning;
 pub use strata::migrator::{CheckReport, Status};
+pub use strata::runner::Event;
+pub use strata::state::Direction;
 
 use crate::config::{Backend, DatabaseSettings};
 use crate::db::{Database, DbError};

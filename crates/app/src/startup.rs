@@ -2,14 +2,11 @@
 
 use tokio::net::TcpListener;
 
-use strata::runner::Event;
-use strata::state::Direction;
-
 use crate::config::{Environment, Settings};
 use crate::db::{Database, DbError};
 use crate::fixtures::{self, FixtureError};
 use crate::http::{self, AppState};
-use crate::migrate::{self, MigrateError};
+use crate::migrate::{self, Direction, Event, MigrateError};
 
 /// Why the server could not start.
 #[derive(Debug, thiserror::Error)]

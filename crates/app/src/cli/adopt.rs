@@ -2,14 +2,12 @@
 
 use std::io::{IsTerminal, Write};
 
-use strata::adopt::{AdoptError, AdoptionPlan};
-
 use super::output::{Format, print_json, print_table};
 use super::{CliError, connect_for_tooling};
 use crate::backup::{self, BackupFormat};
 use crate::config::Settings;
 use crate::db::Database;
-use crate::migrate::{self, MigrateError};
+use crate::migrate::{self, AdoptError, AdoptionPlan, MigrateError};
 
 /// What the user asked for.
 #[derive(Debug, clap::Args)]

@@ -3,9 +3,6 @@
 use std::io::IsTerminal;
 
 use clap::Subcommand;
-use strata::autodetect::{NoRenames, RenameCandidate, RenamePolicy};
-use strata::runner::Event;
-use strata::state::Direction;
 
 use super::output::{Format, print_json, print_pairs, print_table, terminal_bar};
 use super::{CliError, connect_for_tooling};
@@ -13,7 +10,10 @@ use crate::backup::{self, BackupFormat};
 use crate::config::Settings;
 use crate::doctor::{self, Level};
 use crate::fixtures;
-use crate::migrate::{self, MakeKind};
+use crate::migrate::{
+    self, AdoptionRecord, Direction, Event, LintWarning, MakeKind, NoRenames, RenameCandidate,
+    RenamePolicy,
+};
 
 #[derive(Debug, Subcommand)]
 pub enum DatabaseCommand {
@@ -369,7 +369,7 @@ fn make(settings: &Settings, message: &str, kind: MakeKind) -> Result<(), CliErr
     Ok(())
 }
 
-fn print_lint(warnings: &[strata::lint::Warning]) {
+fn print_lint(warnings: &[LintWarning]) {
     for w in warnings {
         eprintln!("lint: {:?}: {}: {}", w.risk, w.operation, w.message);
     }
@@ -514,7 +514,7 @@ async fn current(settings: &Settings, format: Format) -> Result<(), CliError> {
 }
 
 /// One line on where an adopted database came from.
-fn adoption_line(record: &strata::adopt::AdoptionRecord) -> String {
+fn adoption_line(record: &AdoptionRecord) -> String {
     format!(
         "adopted from {} revision {} into {} at {}{}",
         record.tool,
@@ -532,7 +532,7 @@ fn adoption_line(record: &strata::adopt::AdoptionRecord) -> String {
 async fn history(settings: &Settings, verbose: bool, format: Format) -> Result<(), CliError> {
     let history = migrate::history()?;
     // History needs no database; show what is applied (and an adoption) when one answers.
-    let (applied, adoption): (Vec<String>, Option<strata::adopt::AdoptionRecord>) =
+    let (applied, adoption): (Vec<String>, Option<AdoptionRecord>) =
         match connect_for_tooling(&settings.database).await {
             Ok(db) => {
                 let status = migrate::status(&db, &settings.database).await.ok();

@@ -62,9 +62,9 @@ async fn fingerprint_of(test_db: &TestDb, only: Option<&[&str]>) -> String {
         }
         out.push_str(&format!("{table:?}\n"));
         let sql = match conn.dialect() {
-            strata::Dialect::Postgres => format!(
-                "SELECT string_agg(t::text, '|' ORDER BY t::text) FROM \"{name}\" t"
-            ),
+            strata::Dialect::Postgres => {
+                format!("SELECT string_agg(t::text, '|' ORDER BY t::text) FROM \"{name}\" t")
+            }
             strata::Dialect::Sqlite => {
                 let cells: Vec<String> = table
                     .columns
@@ -184,7 +184,12 @@ async fn login(app: &TestApp, email: &str) -> (u16, serde_json::Value) {
     .await
 }
 
-fn bearer(app: &TestApp, method: reqwest::Method, path: &str, token: &str) -> reqwest::RequestBuilder {
+fn bearer(
+    app: &TestApp,
+    method: reqwest::Method,
+    path: &str,
+    token: &str,
+) -> reqwest::RequestBuilder {
     app.client.request(method, app.url(path)).bearer_auth(token)
 }
 
@@ -238,17 +243,30 @@ async fn adopt_keeps_users_todos_and_other_tables(kind: Kind) {
     let unmanaged = ["user_account_oauth", "agent_session", "session_message"];
     let left_alone = fingerprint_of(&test_db, Some(&unmanaged)).await;
     for table in unmanaged {
-        let count = rows(&test_db, &format!("SELECT CAST(count(*) AS text) FROM {table}")).await;
+        let count = rows(
+            &test_db,
+            &format!("SELECT CAST(count(*) AS text) FROM {table}"),
+        )
+        .await;
         assert_eq!(text(&count[0][0]), "1", "{table}");
     }
 
     let dir = tempfile::tempdir().unwrap();
-    let vars = [("APP_ENV", "testing"), ("DATABASE_URL", test_db.url.as_str())];
+    let vars = [
+        ("APP_ENV", "testing"),
+        ("DATABASE_URL", test_db.url.as_str()),
+    ];
     let adopted = succeeded(&run_app(dir.path(), &["database", "adopt", "--yes"], &vars));
     assert!(adopted.contains("todo (24 rows"), "{adopted}");
     assert!(adopted.contains("user_account_oauth"), "{adopted}");
-    assert!(adopted.contains("app database restore backup-"), "{adopted}");
-    assert!(adopted.contains("Adopted alembic revision f1g2h3i4j5k6"), "{adopted}");
+    assert!(
+        adopted.contains("app database restore backup-"),
+        "{adopted}"
+    );
+    assert!(
+        adopted.contains("Adopted alembic revision f1g2h3i4j5k6"),
+        "{adopted}"
+    );
 
     let check = succeeded(&run_app(dir.path(), &["database", "check"], &vars));
     assert!(check.contains("database matches the migrations"), "{check}");
@@ -278,9 +296,18 @@ async fn adopt_keeps_users_todos_and_other_tables(kind: Kind) {
     let (status, body) = login(&app, "ann0@example.com").await;
     assert_eq!(status, 200, "{body}");
     let token = body["access_token"].as_str().unwrap().to_string();
-    let (_, me) = answer(bearer(&app, reqwest::Method::GET, "/api/me", &token).send().await.unwrap()).await;
+    let (_, me) = answer(
+        bearer(&app, reqwest::Method::GET, "/api/me", &token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(me["isSuperuser"], true);
-    assert!(crate::api::role_slugs(&me).contains(&"superuser".to_string()), "{me}");
+    assert!(
+        crate::api::role_slugs(&me).contains(&"superuser".to_string()),
+        "{me}"
+    );
 
     let (status, page) = answer(
         bearer(&app, reqwest::Method::GET, "/api/todos?limit=100", &token)
@@ -292,12 +319,20 @@ async fn adopt_keeps_users_todos_and_other_tables(kind: Kind) {
     assert_eq!(status, 200);
     let items = page["items"].as_array().unwrap();
     assert_eq!(items.len(), 12);
-    let time = |v: &serde_json::Value| DateTime::parse_from_rfc3339(v.as_str().unwrap()).unwrap().to_utc();
+    let time = |v: &serde_json::Value| {
+        DateTime::parse_from_rfc3339(v.as_str().unwrap())
+            .unwrap()
+            .to_utc()
+    };
     for todo in items {
         let old = &before[todo["item"].as_str().unwrap()];
         assert_eq!(old.owner, "ann0@example.com");
         assert_eq!(todo["description"].as_str(), old.description.as_deref());
-        assert_eq!(time(&todo["createdTime"]), old.created_time, "to the microsecond");
+        assert_eq!(
+            time(&todo["createdTime"]),
+            old.created_time,
+            "to the microsecond"
+        );
         assert_eq!(time(&todo["startTime"]), old.start_time);
         assert_eq!(time(&todo["endTime"]), old.end_time);
         assert_eq!(todo["importance"], old.importance.to_lowercase());
@@ -326,7 +361,12 @@ async fn adopt_keeps_users_todos_and_other_tables(kind: Kind) {
     )
     .await;
     assert_eq!(status, 409, "{conflict}");
-    assert!(conflict["conflicts"].as_array().unwrap().contains(&first["id"]));
+    assert!(
+        conflict["conflicts"]
+            .as_array()
+            .unwrap()
+            .contains(&first["id"])
+    );
 
     // app deletes a user: the Python service's own tables follow by their cascades.
     let (status, users) = answer(
@@ -339,22 +379,39 @@ async fn adopt_keeps_users_todos_and_other_tables(kind: Kind) {
     assert_eq!(status, 200, "{users}");
     let ann1_id = users["items"][0]["id"].as_str().unwrap().to_string();
     let (status, _) = answer(
-        bearer(&app, reqwest::Method::DELETE, &format!("/api/users/{ann1_id}"), &token)
-            .send()
-            .await
-            .unwrap(),
+        bearer(
+            &app,
+            reqwest::Method::DELETE,
+            &format!("/api/users/{ann1_id}"),
+            &token,
+        )
+        .send()
+        .await
+        .unwrap(),
     )
     .await;
     assert_eq!(status, 204);
     for table in unmanaged {
-        let left = rows(&app.db, &format!("SELECT CAST(count(*) AS text) FROM {table}")).await;
-        assert_eq!(text(&left[0][0]), "0", "{table} rows of the deleted user are gone");
+        let left = rows(
+            &app.db,
+            &format!("SELECT CAST(count(*) AS text) FROM {table}"),
+        )
+        .await;
+        assert_eq!(
+            text(&left[0][0]),
+            "0",
+            "{table} rows of the deleted user are gone"
+        );
     }
 }
 
 async fn refuses_another_alembic_revision(kind: Kind) {
     let test_db = TestDb::legacy(kind).await;
-    exec(&test_db, "UPDATE ddl_version SET version_num = 'e5d4c3b2a1f0'").await;
+    exec(
+        &test_db,
+        "UPDATE ddl_version SET version_num = 'e5d4c3b2a1f0'",
+    )
+    .await;
     let before = fingerprint(&test_db).await;
     let line = one_line_failure(
         &run_app_on(&test_db.url, &["database", "adopt", "--yes"]),
@@ -427,15 +484,28 @@ async fn sql_and_json_show_the_plan(kind: Kind) {
         Kind::Sqlite => "BEGIN IMMEDIATE;",
     };
     assert!(sql.contains(begin), "{sql}");
-    assert!(sql.trim_end().ends_with("COMMIT;") || sql.contains("COMMIT;\nPRAGMA foreign_keys = ON;"), "{sql}");
+    assert!(
+        sql.trim_end().ends_with("COMMIT;") || sql.contains("COMMIT;\nPRAGMA foreign_keys = ON;"),
+        "{sql}"
+    );
     assert!(sql.contains("DROP TABLE \"ddl_version\""), "{sql}");
     assert!(sql.contains("lower(\"importance\")"), "{sql}");
-    assert!(!sql.contains("user_account_oauth\" ("), "unmanaged tables are not touched: {sql}");
+    assert!(
+        !sql.contains("user_account_oauth\" ("),
+        "unmanaged tables are not touched: {sql}"
+    );
     assert_eq!(fingerprint(&test_db).await, before, "--sql changes nothing");
 
     let out = succeeded(&run_app_on(
         &test_db.url,
-        &["database", "adopt", "--format", "json", "--yes", "--no-backup"],
+        &[
+            "database",
+            "adopt",
+            "--format",
+            "json",
+            "--yes",
+            "--no-backup",
+        ],
     ));
     let json: serde_json::Value = serde_json::from_str(&out).expect("one JSON document");
     assert_eq!(json["adopted"], true);
@@ -466,7 +536,47 @@ async fn health_says_why_a_python_service_database_is_not_ready(kind: Kind) {
     );
 }
 
+/// The way back: the backup adopt wrote restores the Python service's database as it was.
+async fn the_backup_gives_the_python_service_its_database_back(kind: Kind) {
+    let test_db = TestDb::legacy(kind).await;
+    let before = fingerprint(&test_db).await;
+    let dir = tempfile::tempdir().unwrap();
+    let vars = [
+        ("APP_ENV", "testing"),
+        ("DATABASE_URL", test_db.url.as_str()),
+    ];
+    let adopted = succeeded(&run_app(dir.path(), &["database", "adopt", "--yes"], &vars));
+    let backup = adopted
+        .lines()
+        .find_map(|line| line.strip_prefix("Backup written before adopting: "))
+        .and_then(|rest| rest.split(' ').next())
+        .unwrap_or_else(|| panic!("the backup is named: {adopted}"))
+        .to_string();
+    assert!(
+        adopted.contains(&format!("app database restore {backup}")),
+        "{adopted}"
+    );
+    assert_ne!(fingerprint(&test_db).await, before);
+
+    succeeded(&run_app(
+        dir.path(),
+        &["database", "restore", &backup],
+        &vars,
+    ));
+    assert_eq!(
+        fingerprint(&test_db).await,
+        before,
+        "as the Python service left it"
+    );
+    let current = succeeded(&run_app(dir.path(), &["database", "current"], &vars));
+    assert!(
+        current.contains("f1g2h3i4j5k6 (alembic revision"),
+        "{current}"
+    );
+}
+
 on_both_databases!(
+    the_backup_gives_the_python_service_its_database_back,
     recognizes_the_python_service_and_points_at_adopt,
     adopt_keeps_users_todos_and_other_tables,
     refuses_another_alembic_revision,

@@ -1,5 +1,6 @@
-//! The engine's one integration-test binary: the runner on real PostgreSQL and real SQLite, a
-//! fresh database per test (`support`), and the writer's golden files.
+//! The engine's one integration-test binary: the runner and the adoption of another tool's
+//! database on real PostgreSQL and real SQLite, a fresh database per test (`support`), and the
+//! writer's golden files.
 
 mod adopt;
 mod runner;
