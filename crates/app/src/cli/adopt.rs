@@ -53,9 +53,7 @@ async fn plan_and_adopt(
     }
     if !args.yes && std::io::stdin().is_terminal() && std::io::stderr().is_terminal() && !confirm()?
     {
-        return Err(CliError::Usage(
-            "adoption cancelled; nothing was changed".into(),
-        ));
+        return Err(MigrateError::Refused("adoption cancelled; nothing was changed".into()).into());
     }
     let backup = if args.no_backup {
         None
