@@ -648,7 +648,16 @@ async fn preflight(
     operations: &[Operation],
     conversions: &[&Conversion],
 ) -> Result<(), AdoptError> {
+    // Constraints hold on the converted values, so the checks read those.
+    let value = |table: &str, column: &str| {
+        conversions
+            .iter()
+            .find(|c| c.table == table && c.column == column)
+            .map(|c| format!("({})", c.expr))
+            .unwrap_or_else(|| quote_ident(column))
+    };
     let mut checks: Vec<(String, String, String, String)> = Vec::new();
+    let mut unique_keys: Vec<(&str, &[String])> = Vec::new();
     for c in conversions {
         if let Some(invalid) = &c.invalid_when {
             checks.push((
@@ -665,7 +674,7 @@ async fn preflight(
                 let Some(before) = live.table(table).and_then(|t| t.column(&to.name)) else {
                     continue;
                 };
-                let column = quote_ident(&to.name);
+                let column = value(table, &to.name);
                 if before.nullable && !to.nullable && to.default.is_none() {
                     checks.push((
                         table.clone(),
@@ -685,11 +694,9 @@ async fn preflight(
                     ));
                 }
             }
-            Operation::AddUnique { table, unique } => {
-                duplicates(conn, table, &unique.columns).await?;
-            }
+            Operation::AddUnique { table, unique } => unique_keys.push((table, &unique.columns)),
             Operation::CreateIndex { table, index } if index.unique => {
-                duplicates(conn, table, &index.columns).await?;
+                unique_keys.push((table, &index.columns))
             }
             Operation::AddForeignKey { table, foreign_key } if foreign_key.columns.len() == 1 => {
                 let column = quote_ident(&foreign_key.columns[0]);
@@ -728,13 +735,21 @@ async fn preflight(
             });
         }
     }
+    for (table, columns) in unique_keys {
+        let values: Vec<String> = columns.iter().map(|c| value(table, c)).collect();
+        duplicates(conn, table, columns, &values).await?;
+    }
     Ok(())
 }
 
 /// Refuses rows that a new unique key would reject.
-async fn duplicates(conn: &mut Conn, table: &str, columns: &[String]) -> Result<(), AdoptError> {
-    let list: Vec<String> = columns.iter().map(|c| quote_ident(c)).collect();
-    let list = list.join(", ");
+async fn duplicates(
+    conn: &mut Conn,
+    table: &str,
+    columns: &[String],
+    values: &[String],
+) -> Result<(), AdoptError> {
+    let list = values.join(", ");
     let groups = format!(
         "SELECT {list} FROM {} GROUP BY {list} HAVING count(*) > 1",
         quote_ident(table)
@@ -743,9 +758,9 @@ async fn duplicates(conn: &mut Conn, table: &str, columns: &[String]) -> Result<
     if rows > 0 {
         let shown = match conn.dialect() {
             Dialect::Postgres => format!("CAST(ROW({list}) AS text)"),
-            Dialect::Sqlite => columns
+            Dialect::Sqlite => values
                 .iter()
-                .map(|c| format!("quote({})", quote_ident(c)))
+                .map(|v| format!("quote({v})"))
                 .collect::<Vec<_>>()
                 .join(" || ', ' || "),
         };

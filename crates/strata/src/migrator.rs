@@ -140,7 +140,7 @@ impl Migrator {
     }
 
     /// The query reading the version table's rows, given its columns; `None` when it does not
-    /// exist. Every row has three text cells: revision, checksum, time applied (the last two
+    /// exist or is another tool's of a shape whose rows cannot be read. Every row has three text cells: revision, checksum, time applied (the last two
     /// empty in another tool's table).
     pub fn version_rows_sql(&self, columns: &[String]) -> Option<String> {
         let table = crate::render::quote_ident(&self.version_table);
@@ -149,6 +149,9 @@ impl Migrator {
             Shape::Managed => Some(format!(
                 "SELECT version_num, checksum, CAST(applied_at AS text) FROM {table} ORDER BY applied_at, version_num"
             )),
+            // Another tool's table of another shape says which revisions it holds only when
+            // it has a `version_num` column; its columns name the tool either way.
+            Shape::Unknown if !columns.iter().any(|c| c == "version_num") => None,
             Shape::Alembic | Shape::Unknown => Some(format!(
                 "SELECT CAST(version_num AS text), CAST('' AS text), CAST('' AS text) FROM {table} ORDER BY 1"
             )),

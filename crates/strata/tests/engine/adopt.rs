@@ -19,17 +19,11 @@ on_both_dialects!(
     adoption_brings_the_database_to_head,
     another_alembic_revision_is_refused,
     another_shape_of_version_table_is_refused,
-    #[ignore = "bug: a version table without a version_num column fails status and \
-                plan_adoption with a database error (no such column version_num) instead \
-                of reporting an unknown tool"]
     a_version_table_without_version_num_is_refused,
     an_empty_database_is_refused,
     tables_without_a_version_table_are_refused,
     a_value_the_conversion_rejects_is_refused,
     duplicates_under_a_new_unique_key_are_refused,
-    #[ignore = "bug: the duplicate check before writing reads the values before the \
-                conversions, so duplicates a conversion makes pass the plan and the adoption \
-                fails halfway (rolled back) instead of being refused"]
     duplicates_a_conversion_makes_under_a_new_unique_key_are_refused,
     a_failure_halfway_rolls_everything_back,
 );
