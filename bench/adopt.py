@@ -21,9 +21,9 @@ What it measures (median of --runs rounds, wall time and peak RSS of the whole p
 Usage: bench/adopt.py [--runs 5] [--rows 100000] [--backend postgresql|sqlite|both]
                       [--binary $CARGO_TARGET_DIR/release/app] [--build]
                       [--pg postgres://postgres@127.0.0.1:5432/postgres]
-Needs: a release build (`cargo build --release -p app`, or --build), psql and the sqlite3 CLI
-(Debian: apt-get install sqlite3). Prints a Markdown table. Drops the PostgreSQL databases and
-removes the files it made, also on errors and Ctrl-C.
+Needs: a release build (`cargo build --release -p app`, or --build), psql, the sqlite3 CLI
+(Debian: apt-get install sqlite3) and /usr/bin/time. Prints a Markdown table. Drops the
+PostgreSQL databases and removes the files it made, also on errors and Ctrl-C.
 """
 
 import argparse
@@ -49,24 +49,26 @@ class Failed(Exception):
 
 
 def run(cmd, env=None, stdin=None, cwd=None, out=None):
-    """Runs a command and waits for it with os.wait4; returns (seconds, peak RSS in MiB, stdout).
+    """Runs a command under /usr/bin/time; returns (seconds, peak RSS in MiB, stdout).
 
     stdout goes to the file `out` when given (and "" is returned), else it is returned as text.
+    Peak RSS comes from /usr/bin/time (wait4's ru_maxrss of the command), not from os.wait4 here:
+    a child forked from this Python process keeps the interpreter's high-water mark across
+    exec, which would hide anything below ~17 MiB.
     """
-    with tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as captured:
-        sink = out if out is not None else captured
+    with tempfile.NamedTemporaryFile() as peak, tempfile.TemporaryFile() as err, tempfile.TemporaryFile() as captured:
         started = time.perf_counter()
-        proc = subprocess.Popen(cmd, env=env, stdin=stdin if stdin is not None else subprocess.DEVNULL,
-                                stdout=sink, stderr=err, cwd=cwd)
-        _, status, usage = os.wait4(proc.pid, 0)
+        done = subprocess.run(["/usr/bin/time", "-f", "%M", "-o", peak.name] + cmd, env=env, cwd=cwd,
+                              stdin=stdin if stdin is not None else subprocess.DEVNULL,
+                              stdout=out if out is not None else captured, stderr=err)
         elapsed = time.perf_counter() - started
-        proc.returncode = os.waitstatus_to_exitcode(status)
         captured.seek(0)
         err.seek(0)
         text = captured.read().decode(errors="replace")
-        if proc.returncode != 0:
-            raise Failed(f"failed (exit {proc.returncode}): {' '.join(cmd)}\n{text}\n{err.read().decode(errors='replace')}")
-        return elapsed, usage.ru_maxrss / 1024.0, text  # ru_maxrss is in KiB on Linux
+        if done.returncode != 0:
+            raise Failed(f"failed (exit {done.returncode}): {' '.join(cmd)}\n{text}\n{err.read().decode(errors='replace')}")
+        peak_kib = int(open(peak.name).read().split()[-1])
+        return elapsed, peak_kib / 1024.0, text
 
 
 def app_env(url):
@@ -254,6 +256,8 @@ def main():
         sys.exit(f"{args.binary} not found: run `cargo build --release -p app` first (or pass --build)")
     if args.backend != "postgresql" and shutil.which("sqlite3") is None:
         sys.exit("the sqlite3 CLI is missing (Debian: apt-get install sqlite3)")
+    if not os.path.exists("/usr/bin/time"):
+        sys.exit("/usr/bin/time is missing (Debian: apt-get install time)")
     if args.backend != "sqlite" and shutil.which("psql") is None:
         sys.exit("psql is missing (Debian: apt-get install postgresql-client)")
 
