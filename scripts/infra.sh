@@ -6,7 +6,7 @@
 # runs a project-local cluster with the installed PostgreSQL binaries, kept in .infra/postgres/.
 # INFRA_BACKEND=docker or INFRA_BACKEND=local forces one of the two.
 #
-# Usage: scripts/infra.sh start|stop|wipe|logs [-f]|status|url
+# Usage: scripts/infra.sh start|stop|restart|wipe|logs [-f]|status|url
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -33,6 +33,8 @@ Usage: scripts/infra.sh COMMAND
 
   start      start PostgreSQL on $HOST:$PORT (creates it on first use; no-op when running)
   stop       stop it, keeping its data
+  restart    restart it at once (pg_ctl restart -m fast: every session is ended, as in a
+             failover or an operator's restart); waits until it answers again
   wipe       stop it and delete its data
   logs [-f]  show the server log (-f follows it)
   status     exit 0 when it answers, 1 otherwise
@@ -224,6 +226,17 @@ local_init() {
     say "Cluster created with PostgreSQL $major binaries from $PG_BIN"
 }
 
+# The server's options for pg_ctl -o.
+server_opts() {
+    # A Unix socket path is limited to 107 bytes; beyond that the server listens on TCP only.
+    if (("${#SOCKET_DIR}" + 16 < 108)); then
+        printf '%s\n' "-p $PORT -k $(sh_quote "$SOCKET_DIR") -c listen_addresses=$HOST"
+    else
+        say "Note: ${SOCKET_DIR} is too long for a Unix socket; listening on TCP only" >&2
+        printf '%s\n' "-p $PORT -k '' -c listen_addresses=$HOST"
+    fi
+}
+
 local_start() {
     local major data_major opts psql
     find_pg_bin
@@ -257,13 +270,7 @@ local_start() {
     [[ -z "$RUN_USER" ]] || chown "$RUN_USER:" "$SOCKET_DIR"
     [[ -z "$RUN_USER" || ! -e "$LOG_FILE" ]] || chown "$RUN_USER:" "$LOG_FILE"
 
-    # A Unix socket path is limited to 107 bytes; beyond that the server listens on TCP only.
-    if (("${#SOCKET_DIR}" + 16 < 108)); then
-        opts="-p $PORT -k $(sh_quote "$SOCKET_DIR") -c listen_addresses=$HOST"
-    else
-        say "Note: ${SOCKET_DIR} is too long for a Unix socket; listening on TCP only"
-        opts="-p $PORT -k '' -c listen_addresses=$HOST"
-    fi
+    opts="$(server_opts)"
     say "Starting PostgreSQL on $HOST:$PORT (log: ${LOG_FILE#"$ROOT"/})"
     if ! as_pg "$PG_BIN/pg_ctl" start -D "$DATA_DIR" -w -t 60 -l "$LOG_FILE" -o "$opts" >/dev/null; then
         tail -n 5 "$LOG_FILE" >&2 2>/dev/null || true
@@ -299,6 +306,19 @@ local_stop() {
     as_pg "$PG_BIN/pg_ctl" stop -D "$DATA_DIR" -m fast -w -t 60 >/dev/null ||
         die "pg_ctl could not stop the server; see scripts/infra.sh logs, or stop process $(head -n 1 "$DATA_DIR/postmaster.pid" 2>/dev/null || echo '?') yourself"
     say "PostgreSQL stopped (data kept in ${DATA_DIR#"$ROOT"/})"
+}
+
+local_restart() {
+    [[ -f "$DATA_DIR/PG_VERSION" ]] ||
+        die "no local cluster in ${DATA_DIR#"$ROOT"/}; create and start it with scripts/infra.sh start"
+    find_pg_bin
+    choose_run_user
+    cluster_running || die "PostgreSQL is not running; start it with scripts/infra.sh start"
+    # -l keeps the server's output in its log: without it the new server would hold this
+    # script's stdout open (and a caller waiting for its end would wait for the server's).
+    as_pg "$PG_BIN/pg_ctl" restart -D "$DATA_DIR" -m fast -w -t 60 -l "$LOG_FILE" -o "$(server_opts)" >/dev/null ||
+        die "pg_ctl could not restart the server; see scripts/infra.sh logs"
+    say "PostgreSQL restarted on $HOST:$PORT"
 }
 
 local_wipe() {
@@ -355,7 +375,7 @@ main() {
             usage
             return 0
             ;;
-        start | stop | wipe | status)
+        start | stop | restart | wipe | status)
             [[ $# -eq 0 ]] || die "'$cmd' takes no arguments; see scripts/infra.sh --help"
             ;;
         logs)
@@ -367,7 +387,7 @@ main() {
             ;;
         *)
             usage >&2
-            die "unknown command '$cmd'; use one of start, stop, wipe, logs, status, url"
+            die "unknown command '$cmd'; use one of start, stop, restart, wipe, logs, status, url"
             ;;
     esac
 
@@ -380,6 +400,10 @@ main() {
             say "PostgreSQL is ready: $URL"
             ;;
         docker:stop) compose down || die "docker compose down failed; check 'docker ps'" ;;
+        docker:restart)
+            compose restart postgres || die "docker compose restart failed; check 'docker ps'"
+            compose up -d --wait || die "PostgreSQL did not come back; see scripts/infra.sh logs"
+            ;;
         docker:wipe)
             compose down -v || die "docker compose down -v failed; check 'docker ps'"
             [[ ! -e "$INFRA_DIR" ]] || rm -rf "$INFRA_DIR"
@@ -393,6 +417,7 @@ main() {
             ;;
         local:start) local_start ;;
         local:stop) local_stop ;;
+        local:restart) local_restart ;;
         local:wipe) local_wipe ;;
         local:logs) if [[ "${1:-}" == -f ]]; then local_logs follow; else local_logs once; fi ;;
         *:status) cmd_status ;;

@@ -4,6 +4,9 @@
 #
 # The database tests use TEST_DATABASE_URL (default postgres://postgres@127.0.0.1:5432/postgres).
 # When nothing answers there and it is the local default server, the system cluster is started.
+# Two project-local clusters are started too (scripts/infra.sh, outside the clone): one that
+# checks passwords on 15433 (TEST_AUTH_DATABASE_URL) and one the restart tests restart on 15434
+# (RESTART_TEST_DATABASE_URL, RESTART_TEST_INFRA_DIR).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -117,6 +120,21 @@ if [[ -z "${TEST_AUTH_DATABASE_URL:-}" ]]; then
             say "warning: could not start it; the wrong-password test will fail and say why"
     fi
     export TEST_AUTH_DATABASE_URL="postgres://app:app@127.0.0.1:15433/app"
+fi
+
+# --- a server the tests may restart ------------------------------------------------------------
+# The restart test (crates/app/tests/it/restart.rs) restarts PostgreSQL under a running app, so it
+# gets a project-local cluster of its own on port 15434: never the shared server, never the
+# password-checking one above. It restarts it with INFRA_DIR=$RESTART_TEST_INFRA_DIR
+# scripts/infra.sh restart.
+if [[ -z "${RESTART_TEST_DATABASE_URL:-}" ]]; then
+    export RESTART_TEST_INFRA_DIR="${RESTART_TEST_INFRA_DIR:-/var/tmp/app-test-restart}"
+    if ! { [[ -n "$PG_ISREADY" ]] && "$PG_ISREADY" -q -h 127.0.0.1 -p 15434 -t 2; }; then
+        say "starting the restartable PostgreSQL on 127.0.0.1:15434 (scripts/infra.sh)"
+        INFRA_BACKEND=local INFRA_PORT=15434 INFRA_DIR="$RESTART_TEST_INFRA_DIR" "$ROOT/scripts/infra.sh" start ||
+            say "warning: could not start it; the restart tests will fail and say why"
+    fi
+    export RESTART_TEST_DATABASE_URL="postgres://app:app@127.0.0.1:15434/app"
 fi
 
 # --- the tests ---------------------------------------------------------------------------------

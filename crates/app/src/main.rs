@@ -2,6 +2,7 @@
 //! its error to one line on stderr and an exit code.
 
 use std::process::ExitCode;
+use std::time::Duration;
 
 use app::cli::{self, Cli};
 use app::config::Settings;
@@ -27,7 +28,11 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
-    match runtime.block_on(cli::run(cli, settings)) {
+    let result = runtime.block_on(cli::run(cli, settings));
+    // Tasks still running (requests `app run` cut off at its shutdown deadline) are dropped
+    // here, which rolls their transactions back; blocking work gets a moment, not forever.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err}");

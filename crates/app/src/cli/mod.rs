@@ -39,6 +39,14 @@ pub enum Command {
     /// In development (APP_ENV=development) it first upgrades the database to head, logging
     /// each migration, and loads the fixtures into a new database; elsewhere it changes no
     /// schema and /health answers 503 while the database is behind head.
+    ///
+    /// Outside production, with SECRET_KEY unset, tokens are signed with a random key kept in
+    /// .app/local_secret_key (LOCAL_SECRET_KEY_PATH), made at the first run, readable by its
+    /// owner only.
+    ///
+    /// On SIGTERM or Ctrl-C it takes no new connections, answers the requests in flight
+    /// (/health answers 503 "shutting down"), and after APP_SHUTDOWN_TIMEOUT seconds (default
+    /// 10) or a second signal cuts off the rest, rolling their transactions back; it exits 0.
     Run(RunArgs),
     /// Inspect, migrate and prepare the database.
     #[command(subcommand)]
@@ -71,6 +79,9 @@ pub enum CliError {
     Account(#[from] AccountError),
     #[error(transparent)]
     Role(#[from] RoleError),
+    /// A superuser rule refused the change (exit 1).
+    #[error(transparent)]
+    Refused(#[from] crate::domain::accounts::Refusal),
     #[error(transparent)]
     Startup(Box<StartupError>),
     #[error(transparent)]
@@ -123,6 +134,19 @@ pub async fn run(cli: Cli, mut settings: Settings) -> Result<(), CliError> {
             }
             if let Some(port) = args.port {
                 settings.http.port = port;
+            }
+            if let Some(local) = settings.load_local_secret_key()? {
+                let how = if local.created {
+                    "made a new signing key"
+                } else {
+                    "signing with the key"
+                };
+                tracing::info!(
+                    path = %local.path.display(),
+                    "SECRET_KEY is unset: {how} kept for this machine in {} (owner-only); \
+                     tokens stay valid across restarts",
+                    local.path.display()
+                );
             }
             let app = Application::build(settings).await?;
             app.run_until_stopped().await?;

@@ -8,8 +8,8 @@ use serde::Serialize;
 use super::output::{Format, print_json, print_pairs};
 use super::{CliError, connect_for_tooling};
 use crate::config::Settings;
-use crate::domain::accounts::{self, AccountError, NewUser};
-use crate::domain::roles;
+use crate::domain::accounts::{self, AccountError, Actor, Guarded, NewUser};
+use crate::domain::roles::{self, RoleError};
 use crate::models::{role, user_account};
 
 /// Tries a person gets to type a valid, confirmed password.
@@ -33,6 +33,8 @@ pub enum UserCommand {
         format: Format,
     },
     /// Make a superuser an ordinary account: clear is_superuser and revoke the superuser role.
+    ///
+    /// Refused for the last active superuser: promote another account first.
     Demote {
         /// The account's email (any case).
         #[arg(long)]
@@ -68,24 +70,32 @@ pub async fn run(command: UserCommand, settings: &Settings) -> Result<(), CliErr
         UserCommand::Create(args) => create(args, settings).await,
         UserCommand::Promote { email, format } => {
             let db = connect_for_tooling(&settings.database).await?;
-            let result = roles::promote(db.conn(), &email).await;
+            let result = roles::promote(db.conn(), Actor::Operator, &email).await;
             let shown = match result {
                 Ok(user) => show(db.conn(), user, format).await,
-                Err(err) => Err(err.into()),
+                Err(err) => Err(role_change_error(err)),
             };
             db.close().await;
             shown
         }
         UserCommand::Demote { email, format } => {
             let db = connect_for_tooling(&settings.database).await?;
-            let result = roles::demote(db.conn(), &email).await;
+            let result = roles::demote(db.conn(), Actor::Operator, &email).await;
             let shown = match result {
                 Ok(user) => show(db.conn(), user, format).await,
-                Err(err) => Err(err.into()),
+                Err(err) => Err(role_change_error(err)),
             };
             db.close().await;
             shown
         }
+    }
+}
+
+/// A failed or refused role change as the command reports it: one line, exit code 1.
+fn role_change_error(err: Guarded<RoleError>) -> CliError {
+    match err {
+        Guarded::Failed(err) => err.into(),
+        Guarded::Refused(refusal) => refusal.into(),
     }
 }
 

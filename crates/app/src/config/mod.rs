@@ -88,6 +88,26 @@ impl fmt::Debug for Redacted {
     }
 }
 
+/// Where the key that signs tokens comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SecretKeySource {
+    /// `SECRET_KEY`.
+    Setting,
+    /// `SECRET_KEY` is unset, which only production refuses: a random key kept for this
+    /// machine in this file (`LOCAL_SECRET_KEY_PATH`, relative to the working directory), read
+    /// or made by [`Settings::load_local_secret_key`]. Until that is called, `secret_key` is a
+    /// random key of this process alone.
+    LocalFile(PathBuf),
+}
+
+/// The key file [`Settings::load_local_secret_key`] put in place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalSecretKey {
+    pub path: PathBuf,
+    /// Made by this call, rather than kept from an earlier run.
+    pub created: bool,
+}
+
 /// Connection, pool and tooling settings of the database (the `DATABASE_*` variables).
 #[derive(Debug, Clone)]
 pub struct DatabaseSettings {
@@ -130,6 +150,9 @@ pub struct HttpSettings {
     pub port: u16,
     /// Request bodies larger than this answer 413.
     pub max_body_bytes: usize,
+    /// How long `app run` waits, after SIGTERM or Ctrl-C, for requests in flight before it
+    /// cuts them off (`APP_SHUTDOWN_TIMEOUT`).
+    pub shutdown_timeout: Duration,
 }
 
 impl HttpSettings {
@@ -143,15 +166,33 @@ impl HttpSettings {
     }
 }
 
+/// How failed sign-ins are throttled (the `LOGIN_*` variables). The counts live in the
+/// database, so every instance sharing it enforces the same limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LoginThrottle {
+    /// Failed sign-ins for one email within `window` after which further sign-ins to it answer
+    /// 429, unknown emails included.
+    pub max_failures_per_account: u32,
+    /// Failed sign-ins from one client address (an IPv6 client: its /64 network) within
+    /// `window` after which further sign-ins from it answer 429.
+    pub max_failures_per_address: u32,
+    /// How long a failed sign-in counts.
+    pub window: Duration,
+}
+
 /// Every setting of the program.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub environment: Environment,
     pub database: DatabaseSettings,
     pub http: HttpSettings,
+    /// The key that signs tokens; see [`SecretKeySource`] for where it comes from.
     pub secret_key: Redacted,
+    pub secret_key_source: SecretKeySource,
     /// How long an access token from `/api/access/login` is valid.
     pub token_lifetime: Duration,
+    /// Limits on failed sign-ins.
+    pub login_throttle: LoginThrottle,
     /// A tracing filter: `RUST_LOG` when set, else `LOG_LEVEL`.
     pub log_filter: String,
 }
@@ -171,8 +212,16 @@ pub mod defaults {
     pub const PORT: u16 = 8000;
     pub const MAX_BODY_BYTES: u32 = 1024 * 1024;
     pub const ACCESS_TOKEN_EXPIRE_MINUTES: u32 = 60;
-    /// Used outside production when SECRET_KEY is unset; tokens signed with it are not secret.
-    pub const DEVELOPMENT_SECRET_KEY: &str = "development-only-secret-key-do-not-use-in-production";
+    /// Failed sign-ins per email within the window before sign-ins to it answer 429.
+    pub const LOGIN_MAX_FAILURES: u32 = 5;
+    /// Failed sign-ins per client address within the window before its sign-ins answer 429.
+    pub const LOGIN_MAX_FAILURES_PER_ADDRESS: u32 = 20;
+    /// Seconds a failed sign-in counts (15 minutes).
+    pub const LOGIN_THROTTLE_WINDOW_SECS: f64 = 900.0;
+    /// Seconds a stopping server answers the requests in flight before it cuts them off.
+    pub const SHUTDOWN_TIMEOUT_SECS: f64 = 10.0;
+    /// Where the key made for this machine is kept when SECRET_KEY is unset (outside production).
+    pub const LOCAL_SECRET_KEY_PATH: &str = ".app/local_secret_key";
 }
 
 impl Settings {
@@ -232,14 +281,32 @@ impl Settings {
             port: src.port("APP_PORT", defaults::PORT)?,
             max_body_bytes: src.count("APP_MAX_BODY_BYTES", defaults::MAX_BODY_BYTES, 1024)?
                 as usize,
+            shutdown_timeout: src
+                .seconds("APP_SHUTDOWN_TIMEOUT", defaults::SHUTDOWN_TIMEOUT_SECS)?,
         };
         let token_minutes = src.count(
             "ACCESS_TOKEN_EXPIRE_MINUTES",
             defaults::ACCESS_TOKEN_EXPIRE_MINUTES,
             1,
         )?;
-        let secret_key = match src.get("SECRET_KEY") {
-            Some(key) if key.len() >= 32 => Redacted::new(key),
+        let login_throttle = LoginThrottle {
+            max_failures_per_account: src.count(
+                "LOGIN_MAX_FAILURES",
+                defaults::LOGIN_MAX_FAILURES,
+                1,
+            )?,
+            max_failures_per_address: src.count(
+                "LOGIN_MAX_FAILURES_PER_ADDRESS",
+                defaults::LOGIN_MAX_FAILURES_PER_ADDRESS,
+                1,
+            )?,
+            window: src.seconds(
+                "LOGIN_THROTTLE_WINDOW",
+                defaults::LOGIN_THROTTLE_WINDOW_SECS,
+            )?,
+        };
+        let (secret_key, secret_key_source) = match src.get("SECRET_KEY") {
+            Some(key) if key.len() >= 32 => (Redacted::new(key), SecretKeySource::Setting),
             Some(key) => {
                 return Err(ConfigError::new(
                     "SECRET_KEY",
@@ -254,7 +321,15 @@ impl Settings {
                     "is required when APP_ENV=production; set it to a random string of 32 or more characters",
                 ));
             }
-            None => Redacted::new(defaults::DEVELOPMENT_SECRET_KEY),
+            // Never a constant: a key written in the source signs tokens anyone can forge.
+            // This one lives as long as the process; `app run` swaps in the one kept on disk.
+            None => (
+                local_secret::random_key()
+                    .map_err(|err| ConfigError::new("SECRET_KEY", "", err.to_string()))?,
+                SecretKeySource::LocalFile(
+                    src.path("LOCAL_SECRET_KEY_PATH", defaults::LOCAL_SECRET_KEY_PATH)?,
+                ),
+            ),
         };
         let log_filter = match src.get("RUST_LOG") {
             Some(filter) => parse::log_filter("RUST_LOG", filter)?,
@@ -268,9 +343,33 @@ impl Settings {
             database,
             http,
             secret_key,
+            secret_key_source,
             token_lifetime: Duration::from_secs(u64::from(token_minutes) * 60),
+            login_throttle,
             log_filter,
         })
+    }
+}
+
+impl Settings {
+    /// With [`SecretKeySource::LocalFile`], signs with the key kept in that file: reads it, or
+    /// makes it when there is none yet (random, mode 0600 in a folder of mode 0700, linked into
+    /// place whole so a second process starting at the same time reads the same key). Tokens
+    /// then outlive a restart, and no two machines share a key. With `SECRET_KEY` set, does
+    /// nothing and returns `None`. The only setting read from a file other than `.env`s, and
+    /// only by the command that signs tokens (`app run`).
+    pub fn load_local_secret_key(&mut self) -> Result<Option<LocalSecretKey>, ConfigError> {
+        let SecretKeySource::LocalFile(path) = &self.secret_key_source else {
+            return Ok(None);
+        };
+        let (key, created) = local_secret::read_or_create(path).map_err(|reason| {
+            ConfigError::new("LOCAL_SECRET_KEY_PATH", &path.display().to_string(), reason)
+        })?;
+        self.secret_key = key;
+        Ok(Some(LocalSecretKey {
+            path: path.clone(),
+            created,
+        }))
     }
 }
 
@@ -295,4 +394,122 @@ fn env_file_error(path: &Path, err: dotenvy::Error) -> ConfigError {
         &path.display().to_string(),
         format!("cannot be read: {err}"),
     )
+}
+
+/// The signing key kept on disk when `SECRET_KEY` is unset outside production (as Rails keeps
+/// `tmp/local_secret.txt`).
+mod local_secret {
+    use std::fs;
+    use std::io::{self, Read, Write};
+    use std::path::Path;
+
+    use super::Redacted;
+
+    /// 256 random bits, the size of an HS256 key.
+    const KEY_BYTES: usize = 32;
+
+    /// A new key: random bytes from the operating system, hex-encoded.
+    pub(super) fn random_key() -> io::Result<Redacted> {
+        let mut bytes = [0u8; KEY_BYTES];
+        fs::File::open("/dev/urandom")
+            .and_then(|mut source| source.read_exact(&mut bytes))
+            .map_err(|err| {
+                io::Error::new(
+                    err.kind(),
+                    format!("cannot read random bytes from /dev/urandom ({err}); set SECRET_KEY"),
+                )
+            })?;
+        Ok(Redacted::new(hex::encode(bytes)))
+    }
+
+    /// The key kept at `path`, made first when there is none; `true` when made now. The error
+    /// is the reason, for a message that names the path.
+    pub(super) fn read_or_create(path: &Path) -> Result<(Redacted, bool), String> {
+        if let Some(key) = read(path)? {
+            return Ok((key, false));
+        }
+        let key = random_key().map_err(|err| err.to_string())?;
+        match create(path, key.expose()) {
+            Ok(()) => Ok((key, true)),
+            // Another process made it in the meantime: use theirs.
+            Err(err) if err.kind() == io::ErrorKind::AlreadyExists => match read(path)? {
+                Some(key) => Ok((key, false)),
+                None => Err("disappeared while it was being made".into()),
+            },
+            Err(err) => Err(format!(
+                "cannot be created: {err}; set SECRET_KEY, or LOCAL_SECRET_KEY_PATH to a \
+                 writable place"
+            )),
+        }
+    }
+
+    /// The key in the file; `None` when there is no file.
+    fn read(path: &Path) -> Result<Option<Redacted>, String> {
+        let mut file = match fs::File::open(path) {
+            Ok(file) => file,
+            Err(err) if err.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(err) => return Err(format!("cannot be read: {err}")),
+        };
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = file
+                .metadata()
+                .map_err(|err| format!("cannot be read: {err}"))?
+                .permissions()
+                .mode()
+                & 0o777;
+            if mode & 0o077 != 0 {
+                return Err(format!(
+                    "can be read by others (mode {mode:04o}); run `chmod 600 {}`, or delete it \
+                     to make a new key (tokens signed with the old one stop working)",
+                    path.display()
+                ));
+            }
+        }
+        let mut text = String::new();
+        file.read_to_string(&mut text)
+            .map_err(|err| format!("cannot be read: {err}"))?;
+        let key = text.trim();
+        if key.len() < 32 {
+            return Err(
+                "holds no key of 32 or more characters; delete it to make a new one".into(),
+            );
+        }
+        Ok(Some(Redacted::new(key)))
+    }
+
+    /// Writes `key` under a temporary name and links it to `path`, which fails when `path`
+    /// exists: no reader ever sees half a key, and a key once made is never replaced.
+    fn create(path: &Path, key: &str) -> io::Result<()> {
+        let dir = path
+            .parent()
+            .filter(|dir| !dir.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let mut folder = fs::DirBuilder::new();
+        folder.recursive(true);
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+            folder.mode(0o700);
+            options.mode(0o600);
+        }
+        folder.create(dir)?;
+        let name = path.file_name().map_or_else(
+            || "local_secret_key".into(),
+            |name| name.to_string_lossy().into_owned(),
+        );
+        let temporary = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+        // Left over from a run of the same pid that died halfway.
+        let _ = fs::remove_file(&temporary);
+        let written = options.open(&temporary).and_then(|mut file| {
+            file.write_all(format!("{key}\n").as_bytes())?;
+            file.sync_all()?;
+            fs::hard_link(&temporary, path)
+        });
+        let _ = fs::remove_file(&temporary);
+        written
+    }
 }

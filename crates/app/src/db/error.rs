@@ -33,6 +33,12 @@ pub enum DbError {
         in_use: u32,
     },
 
+    /// The connection broke under a statement: the server ended it (restart, failover,
+    /// `pg_terminate_backend`, an idle timeout) or the network dropped it. See
+    /// [`is_connection_lost`].
+    #[error("the connection to the database was lost: {0}")]
+    ConnectionLost(#[source] sea_orm::DbErr),
+
     #[error("database error: {0}")]
     Query(#[source] sea_orm::DbErr),
 
@@ -66,21 +72,65 @@ impl DbError {
     }
 
     pub(crate) fn from_db_err(err: sea_orm::DbErr) -> Self {
-        DbError::Query(err)
+        if is_connection_lost(&err) {
+            DbError::ConnectionLost(err)
+        } else {
+            DbError::Query(err)
+        }
     }
 
-    /// True when the database could not be reached or opened at all.
+    /// True when the connection broke under a statement ([`is_connection_lost`]).
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(self, DbError::ConnectionLost(_))
+    }
+
+    /// True when the database could not be reached or opened at all, or the connection broke.
     pub fn is_unavailable(&self) -> bool {
         matches!(
             self,
             DbError::Connect { .. }
                 | DbError::PoolTimeout { .. }
+                | DbError::ConnectionLost(_)
                 | DbError::MissingDirectory(_)
                 | DbError::NotADatabase(_)
         ) || matches!(
             self,
             DbError::Query(sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_))
         )
+    }
+}
+
+/// SQLSTATEs with which PostgreSQL ends a session: `57P01` admin_shutdown (fast or smart
+/// shutdown, `pg_terminate_backend`), `57P02` crash_shutdown, `57P03` cannot_connect_now
+/// (starting up or shutting down), `57P05` idle_session_timeout, and class `08`
+/// connection_exception.
+const SESSION_ENDED: &[&str] = &["57P01", "57P02", "57P03", "57P05"];
+
+/// Whether `err` means the connection is gone rather than that the statement was wrong: an I/O
+/// error on the socket (reset, broken pipe, end of stream) or PostgreSQL ending the session
+/// (see [`SESSION_ENDED`]). A pool timeout or a closed pool is not a lost connection.
+///
+/// What such an error says about the work: a statement that failed this way did not finish,
+/// and an open transaction on that connection is rolled back by the server; a write that was
+/// not in a transaction, or a COMMIT, may or may not have taken effect.
+pub fn is_connection_lost(err: &sea_orm::DbErr) -> bool {
+    use sea_orm::{DbErr, RuntimeErr};
+    match err {
+        DbErr::Conn(RuntimeErr::SqlxError(err))
+        | DbErr::Exec(RuntimeErr::SqlxError(err))
+        | DbErr::Query(RuntimeErr::SqlxError(err)) => sqlx_connection_lost(err),
+        _ => false,
+    }
+}
+
+/// [`is_connection_lost`] for a sqlx error.
+pub fn sqlx_connection_lost(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => db
+            .code()
+            .is_some_and(|code| SESSION_ENDED.contains(&&*code) || code.starts_with("08")),
+        _ => false,
     }
 }
 
@@ -93,4 +143,92 @@ fn sqlx_reason(err: &sqlx::Error) -> String {
         other => other.to_string(),
     };
     text.lines().collect::<Vec<_>>().join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+    use std::sync::Arc;
+
+    use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
+
+    use super::*;
+
+    /// A server error with a SQLSTATE, as the PostgreSQL driver reports one.
+    #[derive(Debug)]
+    struct ServerError(&'static str);
+
+    impl std::fmt::Display for ServerError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "server error {}", self.0)
+        }
+    }
+
+    impl std::error::Error for ServerError {}
+
+    impl sqlx::error::DatabaseError for ServerError {
+        fn message(&self) -> &str {
+            "server error"
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.0))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> sqlx::error::ErrorKind {
+            sqlx::error::ErrorKind::Other
+        }
+    }
+
+    fn query(err: sqlx::Error) -> DbErr {
+        DbErr::Query(RuntimeErr::SqlxError(Arc::new(err)))
+    }
+
+    fn io(kind: std::io::ErrorKind) -> sqlx::Error {
+        sqlx::Error::Io(std::io::Error::from(kind))
+    }
+
+    #[test]
+    fn lost_connections_are_told_from_failed_statements() {
+        let lost = [
+            query(io(std::io::ErrorKind::ConnectionReset)),
+            DbErr::Exec(RuntimeErr::SqlxError(Arc::new(io(
+                std::io::ErrorKind::UnexpectedEof,
+            )))),
+            DbErr::Conn(RuntimeErr::SqlxError(Arc::new(io(
+                std::io::ErrorKind::BrokenPipe,
+            )))),
+            query(sqlx::Error::database(ServerError("57P01"))),
+            query(sqlx::Error::database(ServerError("57P02"))),
+            query(sqlx::Error::database(ServerError("57P03"))),
+            query(sqlx::Error::database(ServerError("57P05"))),
+            query(sqlx::Error::database(ServerError("08006"))),
+        ];
+        for err in lost {
+            assert!(is_connection_lost(&err), "{err:?}");
+            let err = DbError::from_db_err(err);
+            assert!(err.is_connection_lost() && err.is_unavailable(), "{err:?}");
+        }
+        let not_lost = [
+            query(sqlx::Error::database(ServerError("23505"))),
+            query(sqlx::Error::database(ServerError("40001"))),
+            query(sqlx::Error::database(ServerError("57014"))),
+            query(sqlx::Error::RowNotFound),
+            query(sqlx::Error::Protocol("odd".into())),
+            DbErr::ConnectionAcquire(ConnAcquireErr::Timeout),
+            DbErr::ConnectionAcquire(ConnAcquireErr::ConnectionClosed),
+            DbErr::Custom("no".into()),
+        ];
+        for err in not_lost {
+            assert!(!is_connection_lost(&err), "{err:?}");
+            assert!(!DbError::from_db_err(err).is_connection_lost());
+        }
+    }
 }

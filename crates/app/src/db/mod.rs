@@ -2,12 +2,19 @@
 //!
 //! The sqlx pool is built here (see [`pool`]) and handed to SeaORM, so every SeaORM query goes
 //! through the pool settings; [`Database`] keeps both the SeaORM connection and the pool.
+//!
+//! A lost connection (the server restarted or ended the session) is an error of its own,
+//! [`DbError::ConnectionLost`] ([`is_connection_lost`]); [`Database::note_connection_lost`]
+//! makes the pool flush the connections that may have died with it, and [`track_writes`] tells
+//! whether work that failed so could have changed anything, so it can be run again.
 
 mod echo;
 mod error;
 pub use echo::count_statements;
 pub mod pool;
 
+use std::cell::Cell;
+use std::future::Future;
 use std::path::Path;
 use std::str::FromStr;
 use std::sync::Arc;
@@ -22,8 +29,8 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSy
 
 use crate::config::{Backend, DatabaseSettings, DatabaseUrl};
 use crate::metrics::Metrics;
-pub use error::DbError;
-use pool::{OwnedPool, PoolShape};
+pub use error::{DbError, is_connection_lost};
+use pool::{LostConnections, OwnedPool, PoolShape};
 
 /// How long a SQLite connection waits for a lock held by another before giving up.
 const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
@@ -46,6 +53,7 @@ pub struct Database {
     max_overflow: u32,
     pool_timeout: Duration,
     metrics: Arc<Metrics>,
+    lost: Arc<LostConnections>,
 }
 
 /// The pool's figures at one moment.
@@ -75,6 +83,7 @@ impl Database {
     /// Opens the pool and checks that one connection works.
     #[tracing::instrument(skip_all, fields(backend = %settings.url.backend()))]
     pub async fn connect(settings: &DatabaseSettings) -> Result<Self, DbError> {
+        let lost = Arc::new(LostConnections::default());
         let (conn, pool, shape) = match &settings.url {
             DatabaseUrl::Postgres {
                 options, display, ..
@@ -91,7 +100,7 @@ impl Database {
                     let _ = first.close().await;
                 }
                 let shape = PoolShape::from_settings(settings, false);
-                let pool: PgPool = pool::options(settings, shape)
+                let pool: PgPool = pool::options(settings, shape, Arc::clone(&lost))
                     .connect_with(options.clone())
                     .await
                     .map_err(|err| DbError::connect(display, err))?;
@@ -112,7 +121,7 @@ impl Database {
                     open_first_sqlite_connection(&options, path.as_deref()).await?;
                 }
                 let shape = PoolShape::from_settings(settings, path.is_none());
-                let pool: SqlitePool = pool::options(settings, shape)
+                let pool: SqlitePool = pool::options(settings, shape, Arc::clone(&lost))
                     .connect_with(options)
                     .await
                     .map_err(|err| DbError::sqlite_open(path.as_deref(), err))?;
@@ -126,7 +135,10 @@ impl Database {
         let echo = settings.echo;
         let metrics = Arc::new(Metrics::new());
         let recorder = Arc::clone(&metrics);
-        conn.set_metric_callback(move |info| echo::on_statement(info, echo, &recorder));
+        conn.set_metric_callback(move |info| {
+            echo::on_statement(info, echo, &recorder);
+            note_write(&info.statement.sql);
+        });
         let db = Database {
             conn,
             pool,
@@ -136,6 +148,7 @@ impl Database {
             max_overflow: settings.max_overflow,
             pool_timeout: settings.pool_timeout,
             metrics,
+            lost,
         };
         // A file that is not a database opens fine; the first query tells.
         db.select_one().await?;
@@ -178,9 +191,18 @@ impl Database {
         self.pool_timeout
     }
 
+    /// Remembers that a connection of this pool was found lost (see [`is_connection_lost`]):
+    /// from now on each connection that went idle before this moment is pinged at its next
+    /// checkout and closed when dead, so one failure flushes a pool of connections a server
+    /// restart ended. With `DATABASE_PRE_POOL_PING` every checkout pings anyway.
+    pub fn note_connection_lost(&self) {
+        self.lost.note();
+    }
+
     /// Turns a SeaORM error into ours: a pool timeout gets the pool's figures, and is counted
     /// in `app_db_pool_acquire_timeouts_total` and, as a wait of `DATABASE_POOL_TIMEOUT`, in
-    /// `app_db_pool_acquire_wait_seconds`.
+    /// `app_db_pool_acquire_wait_seconds`; a lost connection is noted
+    /// ([`note_connection_lost`](Self::note_connection_lost)).
     pub fn explain(&self, err: sea_orm::DbErr) -> DbError {
         match err {
             sea_orm::DbErr::ConnectionAcquire(sea_orm::ConnAcquireErr::Timeout) => {
@@ -193,7 +215,13 @@ impl Database {
                     in_use: status.in_use,
                 }
             }
-            other => DbError::from_db_err(other),
+            other => {
+                let err = DbError::from_db_err(other);
+                if err.is_connection_lost() {
+                    self.note_connection_lost();
+                }
+                err
+            }
         }
     }
 
@@ -285,6 +313,45 @@ impl Database {
     }
 }
 
+tokio::task_local! {
+    /// Statements that may have changed data, sent by the task running [`track_writes`].
+    static WRITES: Cell<usize>;
+}
+
+/// Runs `work` and returns how many statements it sent that may change data: every statement
+/// SeaORM ran, failed or not, except those that only read (`SELECT`, `SHOW`). SeaORM does not
+/// report BEGIN, COMMIT and ROLLBACK, but a COMMIT changes data only after a statement that
+/// counts, so 0 means nothing `work` did changed the database: work that failed with 0 can be
+/// run again. Statements of tasks that `work` spawns are not seen; work that writes from
+/// another task must not be run again on this count.
+pub async fn track_writes<F: Future>(work: F) -> (F::Output, usize) {
+    WRITES
+        .scope(Cell::new(0), async {
+            let output = work.await;
+            (output, WRITES.with(Cell::get))
+        })
+        .await
+}
+
+/// Counts `sql` for [`track_writes`] unless it only reads. The app's SELECTs call no function
+/// that writes; anything else (INSERT, UPDATE, DELETE, WITH, PRAGMA, ...) counts.
+fn note_write(sql: &str) {
+    let _ = WRITES.try_with(|count| {
+        if !only_reads(sql) {
+            count.set(count.get() + 1);
+        }
+    });
+}
+
+fn only_reads(sql: &str) -> bool {
+    let word = sql
+        .trim_start()
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or_default();
+    word.eq_ignore_ascii_case("select") || word.eq_ignore_ascii_case("show")
+}
+
 /// sqlx's warning for slow statements, at the threshold the settings give, or off.
 fn with_slow_statement_warning<O: sqlx::ConnectOptions>(
     options: O,
@@ -361,4 +428,65 @@ fn sqlite_options(path: Option<&Path>) -> Result<SqliteConnectOptions, DbError> 
         .filename(path)
         .create_if_missing(true)
         .journal_mode(SqliteJournalMode::Wal))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use sea_orm::ConnectionTrait;
+
+    use super::*;
+
+    #[test]
+    fn only_selects_and_shows_count_as_reads() {
+        for sql in [
+            "SELECT 1",
+            "  select \"todo\".\"id\" FROM \"todo\" FOR UPDATE",
+            "SHOW server_version",
+        ] {
+            assert!(only_reads(sql), "{sql}");
+        }
+        for sql in [
+            "INSERT INTO t VALUES (1)",
+            "UPDATE t SET x = 1",
+            "DELETE FROM t",
+            "WITH gone AS (DELETE FROM t RETURNING *) SELECT count(*) FROM gone",
+            "PRAGMA journal_mode = WAL",
+            "SELECTED",
+            "",
+        ] {
+            assert!(!only_reads(sql), "{sql}");
+        }
+    }
+
+    #[tokio::test]
+    async fn track_writes_counts_what_may_have_changed_data() {
+        let vars = HashMap::from([
+            ("APP_ENV".to_string(), "testing".to_string()),
+            ("DATABASE_URL".to_string(), "sqlite::memory:".to_string()),
+        ]);
+        let settings = crate::config::Settings::from_vars(&vars).unwrap();
+        let db = Database::connect(&settings.database).await.unwrap();
+        let run = |sql: &'static str| {
+            let db = db.clone();
+            async move { db.conn().execute_raw(db.statement(sql)).await }
+        };
+        let (_, writes) = track_writes(async {
+            run("SELECT 1").await.unwrap();
+            run("SELECT nothing FROM nowhere").await.unwrap_err();
+        })
+        .await;
+        assert_eq!(writes, 0, "reads, failed or not, change nothing");
+        let (_, writes) = track_writes(async {
+            run("CREATE TABLE t (x INTEGER)").await.unwrap();
+            run("INSERT INTO t VALUES (1)").await.unwrap();
+            run("INSERT INTO missing VALUES (1)").await.unwrap_err();
+            run("SELECT x FROM t").await.unwrap();
+        })
+        .await;
+        assert_eq!(writes, 3, "a failed write may have been done too");
+        let (_, writes) = track_writes(run("DELETE FROM t")).await;
+        assert_eq!(writes, 1, "each tracked task counts its own");
+    }
 }

@@ -16,6 +16,14 @@
 //!   a dead one is closed and replaced without the caller seeing an error.
 //! - `POOL_DISABLED` closes every connection on checkin and keeps none open.
 //!
+//! A lost connection (a server restart, failover or `pg_terminate_backend` ends every session)
+//! is remembered in [`LostConnections`] by whoever sees one
+//! (`Database::note_connection_lost`). From then on, without `PRE_POOL_PING`, the checkout hook
+//! pings each idle connection that went idle before that moment, once, and closes it when the
+//! ping fails (event `discard`): the first failure flushes the whole pool of dead connections
+//! instead of each one failing a request of its own. Connections given back later need no ping
+//! here, as sqlx pings every connection on checkin.
+//!
 //! Every successful checkout makes sqlx emit one event under `sqlx::pool::acquire` with its
 //! time (`acquired_after_secs`): at TRACE (`acquire_time_level`), or at the slow level when it
 //! took longer than the slow threshold. `metrics::acquire` turns those into
@@ -26,8 +34,9 @@
 //! recently returned connection is *not* preferred. Under light load this spreads work over all
 //! kept connections instead of one.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use sqlx::pool::{PoolConnectionMetadata, PoolOptions};
 
@@ -88,13 +97,60 @@ impl PoolShape {
     }
 }
 
-/// Pool options for any sqlx driver, with hooks that log events and apply recycling and
-/// `POOL_DISABLED`.
+/// When a connection of this pool was last seen lost; shared by the `Database` (which notes it)
+/// and the checkout hook (which then pings connections idle since before it).
+#[derive(Debug)]
+pub struct LostConnections {
+    origin: Instant,
+    /// Microseconds from `origin` to the last loss, plus one; 0 when none was seen.
+    last: AtomicU64,
+}
+
+impl Default for LostConnections {
+    fn default() -> Self {
+        LostConnections {
+            origin: Instant::now(),
+            last: AtomicU64::new(0),
+        }
+    }
+}
+
+impl LostConnections {
+    /// Remembers that a connection was found lost now.
+    pub fn note(&self) {
+        let micros = u64::try_from(self.origin.elapsed().as_micros()).unwrap_or(u64::MAX - 1);
+        self.last.fetch_max(micros + 1, Ordering::Relaxed);
+    }
+
+    /// How long ago the last loss was seen; `None` when none was.
+    pub fn since_last(&self) -> Option<Duration> {
+        match self.last.load(Ordering::Relaxed) {
+            0 => None,
+            noted => Some(
+                self.origin
+                    .elapsed()
+                    .saturating_sub(Duration::from_micros(noted - 1)),
+            ),
+        }
+    }
+
+    /// Whether an idle connection must be pinged before it is handed out: it went idle before
+    /// the last loss was seen, so it may have been ended with the others.
+    fn suspects(&self, idle_for: Duration) -> bool {
+        self.since_last().is_some_and(|since| idle_for >= since)
+    }
+}
+
+/// Pool options for any sqlx driver, with hooks that log events, apply recycling and
+/// `POOL_DISABLED`, and flush connections idle since before a loss in `lost`.
 pub fn options<DB: sqlx::Database>(
     settings: &DatabaseSettings,
     shape: PoolShape,
+    lost: Arc<LostConnections>,
 ) -> PoolOptions<DB> {
     let echo = settings.echo_pool;
+    // With PRE_POOL_PING sqlx pings every idle connection already, before this hook.
+    let ping_suspects = !settings.pre_ping;
     let mut options = PoolOptions::<DB>::new()
         .min_connections(shape.min)
         .max_connections(shape.max)
@@ -122,10 +178,18 @@ pub fn options<DB: sqlx::Database>(
                 Ok(())
             })
         })
-        .before_acquire(move |_conn, meta| {
+        .before_acquire(move |conn, meta| {
+            let lost = Arc::clone(&lost);
             Box::pin(async move {
                 if is_expired(&meta, shape.recycle) {
                     log_event(echo, "recycle", &meta);
+                    return Ok(false);
+                }
+                if ping_suspects
+                    && lost.suspects(meta.idle_for)
+                    && sqlx::Connection::ping(conn).await.is_err()
+                {
+                    log_event(echo, "discard", &meta);
                     return Ok(false);
                 }
                 log_event(echo, "checkout", &meta);
@@ -244,4 +308,23 @@ pub fn spawn_overflow_trimmer<DB: sqlx::Database>(
             }
         }
     });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_connections_idle_since_before_a_loss_are_suspects() {
+        let lost = LostConnections::default();
+        assert_eq!(lost.since_last(), None);
+        assert!(!lost.suspects(Duration::from_secs(3600)));
+        std::thread::sleep(Duration::from_millis(20));
+        lost.note();
+        std::thread::sleep(Duration::from_millis(20));
+        let since = lost.since_last().expect("a loss was noted");
+        assert!(since >= Duration::from_millis(20) && since < Duration::from_secs(5));
+        assert!(lost.suspects(since + Duration::from_millis(50)));
+        assert!(!lost.suspects(Duration::from_millis(1)));
+    }
 }

@@ -3,20 +3,34 @@
 //! Emails are stored trimmed and lowercased, so lookups compare like with like. Passwords are
 //! hashed with argon2id off the executor and never enter a log field. Every check of the input
 //! runs before anything is written, and all broken rules are reported together.
+//!
+//! Two rules guard the superusers, for every caller (HTTP and CLI) and under concurrency: a
+//! superuser cannot demote, deactivate or delete their own account, and at least one active
+//! superuser always remains. They are checked inside the transaction that makes the change,
+//! with the active superusers' rows locked (`lock_active_superusers`), so two superusers
+//! demoting each other at the same moment cannot both succeed.
+//!
+//! Sign-ins from clients go through [`sign_in`], which throttles failures per email and per
+//! client address; the counts live in the database (`login_failure`), shared by every instance.
+
+use std::net::IpAddr;
+use std::time::Duration;
 
 use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr};
+use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, LockType};
 use sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait,
     DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, LoaderTrait, PaginatorTrait,
     QueryFilter, QueryOrder, QuerySelect, SqlErr,
 };
+use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
 use super::passwords::{self, HashError};
+use crate::config::LoginThrottle;
 use crate::fixtures::{APPLICATION_ACCESS_ROLE, SUPERUSER_ROLE};
-use crate::models::{role, user_account, user_account_role};
+use crate::models::{login_failure, role, user_account, user_account_role};
 
 /// Shortest password accepted, in characters.
 pub const MIN_PASSWORD_CHARS: usize = 8;
@@ -63,6 +77,131 @@ pub enum AccountError {
     Hash(#[from] HashError),
     #[error(transparent)]
     Db(#[from] DbErr),
+}
+
+/// Who asks for a change that the rules about superusers guard.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Actor {
+    /// A signed-in superuser, by account id (the HTTP API). They may not demote, deactivate or
+    /// delete their own account, and must still be an active superuser when the change runs.
+    Superuser(Uuid),
+    /// A person at the server's shell (`app user ...`), trusted as whoever holds the database;
+    /// still kept from removing the last active superuser.
+    Operator,
+}
+
+/// A change the rules about superusers refuse.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The actor's own account; says what they tried (`demote`, `deactivate`, ...).
+    #[error("you cannot {0} your own account; ask another superuser")]
+    OwnAccount(&'static str),
+    /// The change would leave no active superuser; names the account.
+    #[error(
+        "{0} is the last active superuser; make another account a superuser first (app user promote --email E)"
+    )]
+    LastSuperuser(String),
+    /// Another request took the actor's superuser rights (or account) while this one waited.
+    #[error("you are no longer an active superuser")]
+    NotSuperuser,
+}
+
+/// The error of an operation the superuser rules guard: refused by a rule, or failed as the
+/// operation can fail anyway (`E`).
+#[derive(Debug, thiserror::Error)]
+pub enum Guarded<E> {
+    #[error(transparent)]
+    Refused(Refusal),
+    #[error(transparent)]
+    Failed(E),
+}
+
+impl<E> From<Refusal> for Guarded<E> {
+    fn from(refusal: Refusal) -> Self {
+        Guarded::Refused(refusal)
+    }
+}
+
+impl From<AccountError> for Guarded<AccountError> {
+    fn from(err: AccountError) -> Self {
+        Guarded::Failed(err)
+    }
+}
+
+impl From<DbErr> for Guarded<AccountError> {
+    fn from(err: DbErr) -> Self {
+        Guarded::Failed(AccountError::Db(err))
+    }
+}
+
+impl From<HashError> for Guarded<AccountError> {
+    fn from(err: HashError) -> Self {
+        Guarded::Failed(AccountError::Hash(err))
+    }
+}
+
+/// What a change takes from its account, as the superuser rules see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Removal {
+    Demote,
+    Deactivate,
+    Delete,
+    RevokeSuperuserRole,
+}
+
+impl Removal {
+    fn verb(self) -> &'static str {
+        match self {
+            Removal::Demote => "demote",
+            Removal::Deactivate => "deactivate",
+            Removal::Delete => "delete",
+            Removal::RevokeSuperuserRole => "revoke the superuser role of",
+        }
+    }
+}
+
+/// The ids of the active superusers, with their rows locked until the transaction `txn` ends:
+/// `FOR NO KEY UPDATE` on PostgreSQL, in id order so that two callers cannot deadlock (and
+/// weaker than `FOR UPDATE`, so the foreign-key checks of their todos do not wait). SQLite
+/// ignores the clause; there [`crate::db::begin_write`] took the database's write lock at
+/// `BEGIN`, which serializes the same way. Call it in a write transaction, before reading the
+/// account to change.
+pub(crate) async fn lock_active_superusers(txn: &impl ConnectionTrait) -> Result<Vec<Uuid>, DbErr> {
+    user_account::Entity::find()
+        .select_only()
+        .column(user_account::Column::Id)
+        .filter(user_account::Column::IsSuperuser.eq(true))
+        .filter(user_account::Column::IsActive.eq(true))
+        .order_by_asc(user_account::Column::Id)
+        .lock(LockType::NoKeyUpdate)
+        .into_tuple::<Uuid>()
+        .all(txn)
+        .await
+}
+
+/// The rules about superusers for a change to `target` by `actor` that takes `removal` from it
+/// (if anything), given the active superusers [`lock_active_superusers`] returned in the same
+/// transaction.
+pub(crate) fn check_superuser_rules(
+    actor: Actor,
+    superusers: &[Uuid],
+    target: &user_account::Model,
+    removal: Option<Removal>,
+) -> Result<(), Refusal> {
+    if let Some(removal) = removal {
+        if actor == Actor::Superuser(target.id) {
+            return Err(Refusal::OwnAccount(removal.verb()));
+        }
+        if superusers == [target.id] {
+            return Err(Refusal::LastSuperuser(target.email.clone()));
+        }
+    }
+    if let Actor::Superuser(id) = actor
+        && !superusers.contains(&id)
+    {
+        return Err(Refusal::NotSuperuser);
+    }
+    Ok(())
 }
 
 fn describe(fields: &[InvalidField]) -> String {
@@ -182,7 +321,10 @@ fn normalize_name(name: Option<&str>) -> Option<String> {
 }
 
 fn check_name(name: Option<&str>, problems: &mut Vec<InvalidField>) {
-    if name.is_some_and(|name| name.chars().count() > MAX_NAME_CHARS) {
+    // PostgreSQL cannot store U+0000 in text (SQLite would): refused on both.
+    if name.is_some_and(|name| name.contains('\0')) {
+        problems.push(InvalidField::new("name", super::tags::NUL_MESSAGE));
+    } else if name.is_some_and(|name| name.chars().count() > MAX_NAME_CHARS) {
         problems.push(InvalidField::new(
             "name",
             format!("must be at most {MAX_NAME_CHARS} characters"),
@@ -218,6 +360,19 @@ fn taken_or(email: &str, err: DbErr) -> AccountError {
     }
 }
 
+async fn email_taken_by_another(
+    db: &impl ConnectionTrait,
+    email: &str,
+    id: Uuid,
+) -> Result<bool, DbErr> {
+    Ok(user_account::Entity::find()
+        .filter(user_account::Column::Email.eq(email))
+        .filter(user_account::Column::Id.ne(id))
+        .count(db)
+        .await?
+        > 0)
+}
+
 async fn email_exists(db: &impl ConnectionTrait, email: &str) -> Result<bool, DbErr> {
     Ok(user_account::Entity::find()
         .filter(user_account::Column::Email.eq(email))
@@ -231,6 +386,11 @@ pub async fn find_by_email(
     db: &impl ConnectionTrait,
     email: &str,
 ) -> Result<Option<user_account::Model>, DbErr> {
+    // No stored email holds U+0000 (`email_problem` refuses control characters), and
+    // PostgreSQL would refuse the parameter: no account, without asking.
+    if email.contains('\0') {
+        return Ok(None);
+    }
     user_account::Entity::find()
         .filter(user_account::Column::Email.eq(normalize_email(email)))
         .one(db)
@@ -451,6 +611,184 @@ pub async fn authenticate(
     Ok(user)
 }
 
+/// One sign-in attempt by a client.
+#[derive(Clone, Copy)]
+pub struct SignIn<'a> {
+    pub email: &'a str,
+    pub password: &'a str,
+    /// The client's address, when the server knows it; without one, only the email's failures
+    /// are counted.
+    pub address: Option<IpAddr>,
+}
+
+// By hand, so the password never shows in a log or a panic message.
+impl std::fmt::Debug for SignIn<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SignIn")
+            .field("address", &self.address)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why a sign-in through [`sign_in`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignInError {
+    /// Too many failed sign-ins for this email or from this address within the window.
+    #[error("too many failed sign-ins; try again in {} seconds", .retry_after.as_secs())]
+    Throttled {
+        /// When the next attempt may pass, at the earliest (whole seconds, at least one).
+        retry_after: Duration,
+    },
+    #[error(transparent)]
+    Account(#[from] AccountError),
+}
+
+impl From<DbErr> for SignInError {
+    fn from(err: DbErr) -> Self {
+        SignInError::Account(AccountError::Db(err))
+    }
+}
+
+/// [`authenticate`] for a client, throttled by `limits`: once an email (known or not) has
+/// `max_failures_per_account` failed sign-ins within the window, or a client address has
+/// `max_failures_per_address`, the next attempts answer [`SignInError::Throttled`] without
+/// looking at the password, until the oldest of those failures is older than the window.
+///
+/// A correct password clears the email's failures (not the address's: one good account must
+/// not unlock guessing at others). Unknown and known emails take the same steps and about the
+/// same time. Each attempt is written down as a failure before the password is checked and
+/// taken back unless it was wrong, so concurrent attempts cannot slip past the limit together;
+/// failures older than the window are deleted as new ones come in.
+#[tracing::instrument(skip_all, fields(address = ?attempt.address))]
+pub async fn sign_in(
+    db: &DatabaseConnection,
+    limits: &LoginThrottle,
+    attempt: SignIn<'_>,
+) -> Result<user_account::Model, SignInError> {
+    let now = crate::models::now();
+    let window = chrono::Duration::from_std(limits.window).unwrap_or(chrono::Duration::MAX);
+    let since = now
+        .checked_sub_signed(window)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+    let account_key = digest(&normalize_email(attempt.email));
+    let address_key = attempt
+        .address
+        .map(|address| digest(&address_scope(address)));
+
+    let mut row = login_failure::ActiveModel::new();
+    let own_id = Uuid::now_v7();
+    row.id = Set(own_id);
+    row.account_key = Set(account_key.clone());
+    row.address_key = Set(address_key.clone());
+    row.created_at = Set(now);
+    row.updated_at = Set(now);
+    login_failure::Entity::insert(row)
+        .exec_without_returning(db)
+        .await?;
+    let forget_own = || login_failure::Entity::delete_by_id(own_id).exec(db);
+
+    let mut checks = vec![(
+        login_failure::Column::AccountKey,
+        account_key.as_str(),
+        limits.max_failures_per_account,
+    )];
+    if let Some(key) = &address_key {
+        checks.push((
+            login_failure::Column::AddressKey,
+            key.as_str(),
+            limits.max_failures_per_address,
+        ));
+    }
+    let mut over = Vec::new();
+    for (column, key, limit) in checks {
+        let recent = login_failure::Entity::find()
+            .filter(column.eq(key))
+            .filter(login_failure::Column::CreatedAt.gt(since))
+            .count(db)
+            .await?;
+        // `recent` counts this attempt too.
+        if recent > u64::from(limit) {
+            over.push((column, key, limit));
+        }
+    }
+    if !over.is_empty() {
+        forget_own().await?;
+        let mut free_at = now;
+        for (column, key, limit) in over {
+            // The attempt passes again once fewer than `limit` failures are within the
+            // window: when the `limit`-th newest one leaves it.
+            let oldest_that_blocks: Option<chrono::DateTime<chrono::Utc>> =
+                login_failure::Entity::find()
+                    .select_only()
+                    .column(login_failure::Column::CreatedAt)
+                    .filter(column.eq(key))
+                    .filter(login_failure::Column::CreatedAt.gt(since))
+                    .order_by_desc(login_failure::Column::CreatedAt)
+                    .offset(u64::from(limit) - 1)
+                    .limit(1)
+                    .into_tuple()
+                    .one(db)
+                    .await?;
+            if let Some(at) = oldest_that_blocks {
+                free_at = Ord::max(free_at, at.checked_add_signed(window).unwrap_or(at));
+            }
+        }
+        let wait = (free_at - now).to_std().unwrap_or_default();
+        let retry_after = Duration::from_secs(wait.as_secs() + u64::from(wait.subsec_nanos() > 0))
+            .max(Duration::from_secs(1));
+        tracing::info!(
+            retry_after_secs = retry_after.as_secs(),
+            "sign-in throttled"
+        );
+        return Err(SignInError::Throttled { retry_after });
+    }
+
+    match authenticate(db, attempt.email, attempt.password).await {
+        Ok(user) => {
+            // This attempt's row goes with the rest of the email's failures.
+            login_failure::Entity::delete_many()
+                .filter(login_failure::Column::AccountKey.eq(account_key.as_str()))
+                .exec(db)
+                .await?;
+            Ok(user)
+        }
+        Err(AccountError::InvalidCredentials) => {
+            // This attempt's row stays: it is the failure. Older ones than the window go.
+            login_failure::Entity::delete_many()
+                .filter(login_failure::Column::CreatedAt.lte(since))
+                .exec(db)
+                .await?;
+            Err(AccountError::InvalidCredentials.into())
+        }
+        Err(err) => {
+            // The right password for an inactive account, or the database failed: no guess
+            // was wrong.
+            forget_own().await?;
+            Err(err.into())
+        }
+    }
+}
+
+/// SHA-256 of `text`, hex: how `login_failure` stores emails and addresses.
+fn digest(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// The part of a client address the throttle counts by: an IPv4 address whole, an IPv6 client
+/// by its /64 network (one subscriber's addresses are cheap to rotate within it).
+fn address_scope(address: IpAddr) -> String {
+    match address {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+    }
+}
+
 /// One page of accounts, oldest first, and how many match in all.
 ///
 /// `search` matches a part of the email or the name, ignoring case (on SQLite, case is
@@ -506,14 +844,20 @@ pub async fn get_user(
         .ok_or(AccountError::NotFound(id))
 }
 
-/// Applies `patch` to the account `id`, in one transaction. Every field is checked before
-/// anything is written; a changed `is_superuser` also assigns or revokes the `superuser` role.
+/// Applies `patch` to the account `id` for `actor`, in one transaction. Every field is checked
+/// before anything is written; a changed `is_superuser` also assigns or revokes the
+/// `superuser` role, and a new password (hashed with a fresh salt) refuses the tokens issued
+/// before (see [`super::tokens::Claims::check_holder`]).
+///
+/// Demoting or deactivating follows the superuser rules ([`Refusal`]), checked with the active
+/// superusers locked: a concurrent change that would also remove one waits, then sees this one.
 #[tracing::instrument(skip(db))]
 pub async fn update_user(
     db: &DatabaseConnection,
+    actor: Actor,
     id: Uuid,
     mut patch: UserPatch,
-) -> Result<user_account::Model, AccountError> {
+) -> Result<user_account::Model, Guarded<AccountError>> {
     let email = patch.email.as_deref().map(normalize_email);
     let name = patch
         .name
@@ -530,11 +874,11 @@ pub async fn update_user(
         check_password(password, &mut problems);
     }
     ok_or_invalid(problems)?;
-    let current = get_user(db, id).await?;
-    if let Some(email) = email.as_ref().filter(|email| **email != current.email)
-        && email_exists(db, email).await?
+    // Checked first for a clear answer; the unique key still decides a race.
+    if let Some(email) = &email
+        && email_taken_by_another(db, email, id).await?
     {
-        return Err(AccountError::EmailTaken(email.clone()));
+        return Err(AccountError::EmailTaken(email.clone()).into());
     }
     // Hashed before the transaction, so no connection waits on argon2.
     let hashed = match patch.password.take() {
@@ -543,6 +887,20 @@ pub async fn update_user(
     };
 
     let txn = crate::db::begin_write(db).await?;
+    let superusers = lock_active_superusers(&txn).await?;
+    let current = user_account::Entity::find_by_id(id)
+        .lock(LockType::NoKeyUpdate)
+        .one(&txn)
+        .await?
+        .ok_or(AccountError::NotFound(id))?;
+    let removal = if patch.is_superuser == Some(false) {
+        Some(Removal::Demote)
+    } else if patch.is_active == Some(false) {
+        Some(Removal::Deactivate)
+    } else {
+        None
+    };
+    check_superuser_rules(actor, &superusers, &current, removal)?;
     let superuser_change = patch
         .is_superuser
         .filter(|wanted| *wanted != current.is_superuser);
@@ -592,13 +950,24 @@ pub async fn update_user(
     Ok(user)
 }
 
-/// Deletes the account; the database's cascades take its todos, tags and role links.
+/// Deletes the account for `actor`; the database's cascades take its todos, tags and role
+/// links. Follows the superuser rules ([`Refusal`]) like [`update_user`].
 #[tracing::instrument(skip(db))]
-pub async fn delete_user(db: &DatabaseConnection, id: Uuid) -> Result<(), AccountError> {
-    let result = user_account::Entity::delete_by_id(id).exec(db).await?;
-    if result.rows_affected == 0 {
-        return Err(AccountError::NotFound(id));
-    }
+pub async fn delete_user(
+    db: &DatabaseConnection,
+    actor: Actor,
+    id: Uuid,
+) -> Result<(), Guarded<AccountError>> {
+    let txn = crate::db::begin_write(db).await?;
+    let superusers = lock_active_superusers(&txn).await?;
+    let target = user_account::Entity::find_by_id(id)
+        .lock(LockType::Update)
+        .one(&txn)
+        .await?
+        .ok_or(AccountError::NotFound(id))?;
+    check_superuser_rules(actor, &superusers, &target, Some(Removal::Delete))?;
+    user_account::Entity::delete_by_id(id).exec(&txn).await?;
+    txn.commit().await?;
     tracing::info!(user_id = %id, "account deleted");
     Ok(())
 }

@@ -2,13 +2,13 @@
 //! `(user_id, name)` decides, so two requests racing for the same name cannot both win), and
 //! deleting a tag detaches it from every todo through the foreign key's cascade.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
 use sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
-    FromQueryResult, JoinType, QueryFilter, QuerySelect, RelationTrait, SqlErr,
+    FromQueryResult, Iterable, JoinType, QueryFilter, QuerySelect, RelationTrait, SqlErr,
 };
 use uuid::Uuid;
 
@@ -18,6 +18,24 @@ use crate::models::{tag, user_account_todo_tag};
 pub const MAX_NAME_CHARS: usize = 100;
 /// Longest color accepted, in characters (the column's length).
 pub const MAX_COLOR_CHARS: usize = 100;
+
+/// The message for text holding the NUL character (U+0000), which no text field accepts:
+/// PostgreSQL cannot store it in a text column and SQLite would, so both refuse it.
+pub const NUL_MESSAGE: &str = "must not contain the NUL character (U+0000)";
+
+/// Most values bound in one `IN (...)` list; a longer list is split over several statements.
+///
+/// PostgreSQL takes 65,535 bound values in a statement, the SQLite that sqlx bundles 32,766
+/// (999 before SQLite 3.32). Staying far below both, no input, however long, can make a
+/// statement that either database refuses.
+pub(crate) const MAX_IN_VALUES: usize = 500;
+/// Most values bound in one multi-row INSERT, for the same reason.
+const MAX_INSERT_VALUES: usize = 900;
+
+/// How many rows of `E` one INSERT takes: [`MAX_INSERT_VALUES`] over its number of columns.
+pub(crate) fn rows_per_insert<E: EntityTrait>() -> usize {
+    (MAX_INSERT_VALUES / E::Column::iter().count().max(1)).max(1)
+}
 
 /// Why a tag operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -62,7 +80,9 @@ struct TagCountRow {
 /// Checks one tag name as given (it is trimmed first); `None` when it is fine.
 pub fn check_name(name: &str) -> Option<String> {
     let chars = name.trim().chars().count();
-    if chars == 0 {
+    if name.contains('\0') {
+        Some(NUL_MESSAGE.into())
+    } else if chars == 0 {
         Some("must not be empty".into())
     } else if chars > MAX_NAME_CHARS {
         Some(format!(
@@ -132,7 +152,9 @@ pub async fn create(
     }
     if let Some(color) = color {
         let chars = color.chars().count();
-        if chars > MAX_COLOR_CHARS {
+        if color.contains('\0') {
+            problems.push(("color".to_string(), NUL_MESSAGE.to_string()));
+        } else if chars > MAX_COLOR_CHARS {
             problems.push((
                 "color".to_string(),
                 format!("must be at most {MAX_COLOR_CHARS} characters (got {chars})"),
@@ -172,8 +194,9 @@ pub async fn delete(
 }
 
 /// The user's tags with these names, making the missing ones (without a color); in the order
-/// of first mention, names trimmed and duplicates dropped. Two statements whatever the number
-/// of names (an INSERT ... ON CONFLICT DO NOTHING, then a SELECT), none for no names.
+/// of first mention, names trimmed and duplicates dropped. Two statements (an INSERT ... ON
+/// CONFLICT DO NOTHING, then a SELECT) for up to 150 names, more for more (each statement
+/// binds a bounded number of values), none for no names.
 ///
 /// Run it inside the caller's transaction. The names must already be valid ([`check_name`]).
 pub async fn ensure_tags(
@@ -186,30 +209,42 @@ pub async fn ensure_tags(
         return Ok(Vec::new());
     }
     let now = crate::models::now();
-    let rows = names.iter().map(|name| {
-        let mut row = tag::ActiveModel::new();
-        row.name = Set(name.clone());
-        row.color = Set(None);
-        row.user_id = Set(user_id);
-        row.created_at = Set(now);
-        row.updated_at = Set(now);
-        row
-    });
-    tag::Entity::insert_many(rows)
-        .on_conflict(
-            OnConflict::columns([tag::Column::UserId, tag::Column::Name])
-                .do_nothing()
-                .to_owned(),
-        )
-        .try_insert()
-        .exec_without_returning(txn)
-        .await?;
-    let mut found = tag::Entity::find()
-        .filter(tag::Column::UserId.eq(user_id))
-        .filter(tag::Column::Name.is_in(names.iter().cloned()))
-        .all(txn)
-        .await?;
-    found.sort_by_key(|tag| names.iter().position(|name| *name == tag.name));
+    for batch in names.chunks(rows_per_insert::<tag::Entity>()) {
+        let rows = batch.iter().map(|name| {
+            let mut row = tag::ActiveModel::new();
+            row.name = Set(name.clone());
+            row.color = Set(None);
+            row.user_id = Set(user_id);
+            row.created_at = Set(now);
+            row.updated_at = Set(now);
+            row
+        });
+        tag::Entity::insert_many(rows)
+            .on_conflict(
+                OnConflict::columns([tag::Column::UserId, tag::Column::Name])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .try_insert()
+            .exec_without_returning(txn)
+            .await?;
+    }
+    let mut found = Vec::with_capacity(names.len());
+    for batch in names.chunks(MAX_IN_VALUES) {
+        found.extend(
+            tag::Entity::find()
+                .filter(tag::Column::UserId.eq(user_id))
+                .filter(tag::Column::Name.is_in(batch.iter().cloned()))
+                .all(txn)
+                .await?,
+        );
+    }
+    let position: HashMap<&str, usize> = names
+        .iter()
+        .enumerate()
+        .map(|(i, name)| (name.as_str(), i))
+        .collect();
+    found.sort_by_key(|tag| position.get(tag.name.as_str()).copied());
     Ok(found)
 }
 

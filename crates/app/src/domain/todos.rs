@@ -13,10 +13,13 @@
 //! Times are compared in SQL on both databases. On SQLite they are stored as RFC 3339 text in
 //! UTC with 0, 3, 6 or 9 fraction digits (sqlx's encoding); that text sorts as the instants do
 //! (`+` sorts before `.` and the digits), so range filters and ordering work on the text.
+//! Every time that comes in, stored or filtered on, is first made what PostgreSQL keeps
+//! ([`normalize_time`]: whole microseconds, no leap second), so both databases store, compare
+//! and answer the same instants.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, TimeDelta, Timelike, Utc};
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{
     Expr, ExprTrait, Func, LikeExpr, LockType, NullOrdering, OnConflict, Query,
@@ -28,7 +31,7 @@ use sea_orm::{
 };
 use uuid::Uuid;
 
-use super::tags;
+use super::tags::{self, MAX_IN_VALUES, NUL_MESSAGE, rows_per_insert};
 use crate::models::todo::{self, Importance};
 use crate::models::{tag, user_account, user_account_todo_tag};
 
@@ -42,6 +45,8 @@ pub const DEFAULT_LIMIT: u64 = 20;
 pub const MAX_LIMIT: u64 = 100;
 /// At most this many conflicting ids are named in an [`TodoError::Overlap`].
 pub const MAX_CONFLICTS_NAMED: u64 = 100;
+/// Most tag names one todo takes (as given, repeats included); more are refused, naming `tags`.
+pub const MAX_TAGS: usize = 50;
 
 /// Why a todo operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -220,6 +225,70 @@ impl Default for TodoQuery {
     }
 }
 
+/// A time as both databases keep it: truncated to whole microseconds (PostgreSQL keeps no
+/// finer; SQLite would keep the nanoseconds), and a leap second (`23:59:60.25`, which chrono
+/// reads as a second 59 longer than a second) read as PostgreSQL reads it, as the first second
+/// of the next minute (`00:00:00.25`).
+pub fn normalize_time(time: DateTime<Utc>) -> DateTime<Utc> {
+    const SECOND: u32 = 1_000_000_000;
+    let nanos = time.nanosecond();
+    let time = if nanos >= SECOND {
+        time.with_nanosecond(nanos - SECOND)
+            .and_then(|time| time.checked_add_signed(TimeDelta::seconds(1)))
+            .unwrap_or(time)
+    } else {
+        time
+    };
+    time.trunc_subsecs(6)
+}
+
+fn normalize_each(time: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
+    time.map(normalize_time)
+}
+
+fn normalize_change(time: Option<Option<DateTime<Utc>>>) -> Option<Option<DateTime<Utc>>> {
+    time.map(normalize_each)
+}
+
+impl NewTodo {
+    /// The same todo with its times normalized ([`normalize_time`]).
+    pub fn normalized(mut self) -> Self {
+        self.alarm_time = normalize_each(self.alarm_time);
+        self.start_time = normalize_each(self.start_time);
+        self.end_time = normalize_each(self.end_time);
+        self
+    }
+}
+
+impl TodoPatch {
+    /// The same patch with its times normalized ([`normalize_time`]).
+    pub fn normalized(mut self) -> Self {
+        self.alarm_time = normalize_change(self.alarm_time);
+        self.start_time = normalize_change(self.start_time);
+        self.end_time = normalize_change(self.end_time);
+        self
+    }
+}
+
+impl TodoQuery {
+    /// The same query with its time bounds normalized ([`normalize_time`]).
+    pub fn normalized(mut self) -> Self {
+        for bound in [
+            &mut self.start_time_from,
+            &mut self.start_time_to,
+            &mut self.end_time_from,
+            &mut self.end_time_to,
+            &mut self.created_before,
+            &mut self.created_after,
+            &mut self.updated_before,
+            &mut self.updated_after,
+        ] {
+            *bound = normalize_each(*bound);
+        }
+        self
+    }
+}
+
 type Problems = Vec<(String, String)>;
 
 fn problem(problems: &mut Problems, field: &str, message: impl Into<String>) {
@@ -228,7 +297,9 @@ fn problem(problems: &mut Problems, field: &str, message: impl Into<String>) {
 
 fn check_item(item: &str, problems: &mut Problems) {
     let chars = item.trim().chars().count();
-    if chars == 0 {
+    if item.contains('\0') {
+        problem(problems, "item", NUL_MESSAGE);
+    } else if chars == 0 {
         problem(problems, "item", "must not be empty");
     } else if chars > MAX_ITEM_CHARS {
         problem(
@@ -241,7 +312,9 @@ fn check_item(item: &str, problems: &mut Problems) {
 
 fn check_description(description: Option<&str>, problems: &mut Problems) {
     let chars = description.map_or(0, |d| d.chars().count());
-    if chars > MAX_DESCRIPTION_CHARS {
+    if description.is_some_and(|d| d.contains('\0')) {
+        problem(problems, "description", NUL_MESSAGE);
+    } else if chars > MAX_DESCRIPTION_CHARS {
         problem(
             problems,
             "description",
@@ -250,8 +323,9 @@ fn check_description(description: Option<&str>, problems: &mut Problems) {
     }
 }
 
+/// Compares the times as they will be stored ([`normalize_time`]).
 fn check_range(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>, problems: &mut Problems) {
-    if let (Some(start), Some(end)) = (start, end)
+    if let (Some(start), Some(end)) = (normalize_each(start), normalize_each(end))
         && start >= end
     {
         problem(
@@ -267,6 +341,15 @@ fn check_range(start: Option<DateTime<Utc>>, end: Option<DateTime<Utc>>, problem
 }
 
 fn check_tags(names: &[String], problems: &mut Problems) {
+    if names.len() > MAX_TAGS {
+        // Each name is not checked too: the answer stays short whatever the list's length.
+        problem(
+            problems,
+            "tags",
+            format!("must have at most {MAX_TAGS} names (got {})", names.len()),
+        );
+        return;
+    }
     for (i, name) in names.iter().enumerate() {
         if let Some(message) = tags::check_name(name) {
             problem(problems, &format!("tags[{i}]"), message);
@@ -320,6 +403,12 @@ pub fn check_query(query: &TodoQuery) -> Vec<(String, String)> {
             format!("must be at most {}", i64::MAX),
         );
     }
+    if query.search.as_deref().is_some_and(|s| s.contains('\0')) {
+        problem(&mut problems, "search", NUL_MESSAGE);
+    }
+    if query.tag.as_deref().is_some_and(|s| s.contains('\0')) {
+        problem(&mut problems, "tag", NUL_MESSAGE);
+    }
     problems
 }
 
@@ -331,6 +420,7 @@ pub async fn create<C: TransactionTrait>(
     user_id: Uuid,
     new: NewTodo,
 ) -> Result<TodoWithTags, TodoError> {
+    let new = new.normalized();
     let problems = check_new(&new);
     if !problems.is_empty() {
         return Err(TodoError::Invalid(problems));
@@ -356,7 +446,7 @@ pub async fn create<C: TransactionTrait>(
     row.created_at = Set(now);
     let todo = row.insert(&txn).await?;
     let mut tags = tags::ensure_tags(&txn, user_id, &new.tags).await?;
-    link(&txn, todo.id, &tags).await?;
+    insert_links(&txn, todo.id, &tags).await?;
     txn.commit().await?;
     sort_tags(&mut tags);
     Ok(TodoWithTags { todo, tags })
@@ -384,6 +474,7 @@ pub async fn update<C: TransactionTrait>(
     id: Uuid,
     patch: TodoPatch,
 ) -> Result<TodoWithTags, TodoError> {
+    let patch = patch.normalized();
     let txn = crate::db::begin_write(db).await?;
     lock_user_todos(&txn, user_id).await?;
     let current = find_own(&txn, user_id, id).await?;
@@ -484,7 +575,7 @@ pub async fn list(
     if !problems.is_empty() {
         return Err(TodoError::Invalid(problems));
     }
-    let filter = list_filter(user_id, query);
+    let filter = list_filter(user_id, &query.clone().normalized());
     let total = todo::Entity::find()
         .filter(filter.clone())
         .count(db)
@@ -659,7 +750,8 @@ async fn overlapping(
         .await
 }
 
-/// The tags of these todos in one query, by todo id, each list sorted by name.
+/// The tags of these todos in one query (per [`MAX_IN_VALUES`] todos), by todo id, each list
+/// sorted by name.
 async fn tags_of(
     db: &impl ConnectionTrait,
     todo_ids: &[Uuid],
@@ -668,14 +760,17 @@ async fn tags_of(
     if todo_ids.is_empty() {
         return Ok(by_todo);
     }
-    let rows = user_account_todo_tag::Entity::find()
-        .find_also_related(tag::Entity)
-        .filter(user_account_todo_tag::Column::TodoId.is_in(todo_ids.iter().copied()))
-        .all(db)
-        .await?;
-    for (link, tag) in rows {
-        if let Some(tag) = tag {
-            by_todo.entry(link.todo_id).or_default().push(tag);
+    // One statement for a page (at most 100 todos); more only for more ids than an IN list takes.
+    for batch in todo_ids.chunks(MAX_IN_VALUES) {
+        let rows = user_account_todo_tag::Entity::find()
+            .find_also_related(tag::Entity)
+            .filter(user_account_todo_tag::Column::TodoId.is_in(batch.iter().copied()))
+            .all(db)
+            .await?;
+        for (link, tag) in rows {
+            if let Some(tag) = tag {
+                by_todo.entry(link.todo_id).or_default().push(tag);
+            }
         }
     }
     // Sorted here rather than in SQL, so the order is the same on both databases whatever
@@ -703,42 +798,61 @@ fn link_rows(todo_id: Uuid, tags: &[tag::Model]) -> Vec<user_account_todo_tag::A
         .collect()
 }
 
-/// Links a new todo to its tags in one statement.
-async fn link(txn: &impl ConnectionTrait, todo_id: Uuid, tags: &[tag::Model]) -> Result<(), DbErr> {
-    if tags.is_empty() {
-        return Ok(());
+/// Inserts links of the todo to these tags, a bounded number of rows per statement (one
+/// statement for up to [`MAX_TAGS`] tags); links that exist already are left as they are.
+async fn insert_links(
+    txn: &impl ConnectionTrait,
+    todo_id: Uuid,
+    tags: &[tag::Model],
+) -> Result<(), DbErr> {
+    use user_account_todo_tag::Column as L;
+    for batch in tags.chunks(rows_per_insert::<user_account_todo_tag::Entity>()) {
+        user_account_todo_tag::Entity::insert_many(link_rows(todo_id, batch))
+            .on_conflict(
+                OnConflict::columns([L::TodoId, L::TagId])
+                    .do_nothing()
+                    .to_owned(),
+            )
+            .try_insert()
+            .exec_without_returning(txn)
+            .await?;
     }
-    user_account_todo_tag::Entity::insert_many(link_rows(todo_id, tags))
-        .exec_without_returning(txn)
-        .await?;
     Ok(())
 }
 
-/// Makes `tags` the whole set of the todo's tags, keeping the links that stay.
+/// Makes `tags` the whole set of the todo's tags, keeping the links that stay: reads the
+/// todo's links, deletes the stale ones and inserts the missing ones, each statement binding a
+/// bounded number of values however many tags there are.
 async fn replace_links(
     txn: &impl ConnectionTrait,
     todo_id: Uuid,
     tags: &[tag::Model],
 ) -> Result<(), DbErr> {
     use user_account_todo_tag::Column as L;
-    let mut stale = user_account_todo_tag::Entity::delete_many().filter(L::TodoId.eq(todo_id));
-    if !tags.is_empty() {
-        stale = stale.filter(L::TagId.is_not_in(tags.iter().map(|tag| tag.id)));
+    let current: HashSet<Uuid> = user_account_todo_tag::Entity::find()
+        .select_only()
+        .column(L::TagId)
+        .filter(L::TodoId.eq(todo_id))
+        .into_tuple::<Uuid>()
+        .all(txn)
+        .await?
+        .into_iter()
+        .collect();
+    let wanted: HashSet<Uuid> = tags.iter().map(|tag| tag.id).collect();
+    let stale: Vec<Uuid> = current.difference(&wanted).copied().collect();
+    for batch in stale.chunks(MAX_IN_VALUES) {
+        user_account_todo_tag::Entity::delete_many()
+            .filter(L::TodoId.eq(todo_id))
+            .filter(L::TagId.is_in(batch.iter().copied()))
+            .exec(txn)
+            .await?;
     }
-    stale.exec(txn).await?;
-    if tags.is_empty() {
-        return Ok(());
-    }
-    user_account_todo_tag::Entity::insert_many(link_rows(todo_id, tags))
-        .on_conflict(
-            OnConflict::columns([L::TodoId, L::TagId])
-                .do_nothing()
-                .to_owned(),
-        )
-        .try_insert()
-        .exec_without_returning(txn)
-        .await?;
-    Ok(())
+    let missing: Vec<tag::Model> = tags
+        .iter()
+        .filter(|tag| !current.contains(&tag.id))
+        .cloned()
+        .collect();
+    insert_links(txn, todo_id, &missing).await
 }
 
 #[cfg(test)]
@@ -773,5 +887,50 @@ mod tests {
         };
         let fields: Vec<String> = check_new(&new).into_iter().map(|(f, _)| f).collect();
         assert_eq!(fields, ["item", "description", "startTime", "tags[1]"]);
+    }
+
+    #[test]
+    fn too_many_tags_are_one_problem() {
+        let new = |count: usize| NewTodo {
+            item: "x".into(),
+            tags: vec![String::new(); count],
+            ..NewTodo::default()
+        };
+        let fields =
+            |count| -> Vec<String> { check_new(&new(count)).into_iter().map(|(f, _)| f).collect() };
+        assert_eq!(fields(MAX_TAGS + 1), ["tags"]);
+        assert_eq!(fields(10_923), ["tags"]);
+        assert_eq!(fields(MAX_TAGS).len(), MAX_TAGS, "each empty name");
+    }
+
+    #[test]
+    fn times_become_what_postgresql_keeps() {
+        let t = |s: &str| DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc);
+        let cases = [
+            (
+                "2026-03-01T10:00:00.123456789Z",
+                "2026-03-01T10:00:00.123456Z",
+            ),
+            ("2026-03-01T10:00:00.5Z", "2026-03-01T10:00:00.5Z"),
+            (
+                "1969-12-31T23:59:59.9999999Z",
+                "1969-12-31T23:59:59.999999Z",
+            ),
+            ("2016-12-31T23:59:60Z", "2017-01-01T00:00:00Z"),
+            ("2016-12-31T23:59:60.5000009Z", "2017-01-01T00:00:00.5Z"),
+            ("2017-01-01T08:59:60.25+09:00", "2017-01-01T00:00:00.25Z"),
+        ];
+        for (given, kept) in cases {
+            assert_eq!(normalize_time(t(given)), t(kept), "{given}");
+            assert_eq!(normalize_time(t(kept)), t(kept), "{kept} stays");
+        }
+        // Within one microsecond: no range.
+        let mut problems = Vec::new();
+        check_range(
+            Some(t("2026-03-01T10:00:00.0000001Z")),
+            Some(t("2026-03-01T10:00:00.0000009Z")),
+            &mut problems,
+        );
+        assert_eq!(problems.len(), 1);
     }
 }

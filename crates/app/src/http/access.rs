@@ -1,12 +1,19 @@
 //! `/api/access/*` and `/api/me`: sign-up, sign-in (the OAuth2 password flow), sign-out, and
 //! the signed-in account.
 //!
-//! Also maps [`AccountError`] to HTTP, once, for every module that calls the accounts domain.
+//! Sign-in is throttled (`LOGIN_*` settings): too many failures for an email or from a client
+//! address answer 429 with `Retry-After`. The client address is the connection's peer, when the
+//! server was started with connection info; no proxy header is trusted.
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::Extension;
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::http::header::{CACHE_CONTROL, PRAGMA};
+use axum::extract::{ConnectInfo, State};
+use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, PRAGMA, RETRY_AFTER};
+use axum::http::{HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
 use utoipa::{OpenApi, ToSchema};
@@ -15,7 +22,7 @@ use super::AppState;
 use super::error::{ApiError, FieldError, Problem};
 use super::extract::{CurrentUser, Form, Json};
 use super::users::UserView;
-use crate::domain::accounts;
+use crate::domain::accounts::{self, SignIn, SignInError};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -42,15 +49,21 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SignupBody {
-    /// Stored trimmed and lowercased.
+    /// A plausible address (one `@`, a dotted domain), up to 254 characters; stored trimmed
+    /// and lowercased; unique.
     #[serde(default)]
-    #[schema(required = true, example = "ann@example.com")]
+    #[schema(required = true, format = Email, max_length = 254, example = "ann@example.com")]
     email: String,
+    /// Up to 255 characters; a blank name is stored as none.
     #[serde(default)]
-    #[schema(example = "Ann")]
+    #[schema(
+        pattern = r"^[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*(?:[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000](?:[^\u0000]{0,253}[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000])?)?[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$",
+        example = "Ann"
+    )]
     name: Option<String>,
+    /// 8 to 1024 characters.
     #[serde(default)]
-    #[schema(required = true, min_length = 8, format = Password)]
+    #[schema(required = true, min_length = 8, max_length = 1024, pattern = r"^[^\u0000]*$", format = Password)]
     password: String,
 }
 
@@ -60,14 +73,19 @@ pub struct SignupBody {
 pub struct LoginForm {
     /// The account's email.
     #[serde(default)]
-    #[schema(required = true, example = "ann@example.com")]
+    #[schema(
+        required = true,
+        min_length = 1,
+        pattern = r"^[^\u0000]*[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000][^\u0000]*$",
+        example = "ann@example.com"
+    )]
     username: String,
     #[serde(default)]
-    #[schema(required = true, format = Password)]
+    #[schema(required = true, min_length = 1, pattern = r"^[^\u0000]*$", format = Password)]
     password: String,
     /// `password` when given.
     #[serde(default)]
-    #[schema(example = "password")]
+    #[schema(pattern = "^password$", example = "password")]
     grant_type: Option<String>,
 }
 
@@ -92,11 +110,7 @@ pub struct AccessToken {
     request_body = SignupBody,
     responses(
         (status = 201, description = "the new account", body = UserView),
-        (status = 400, description = "the body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "the email is taken", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "the body is too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "the body is not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "invalid fields, all named in `errors`", body = Problem, content_type = "application/problem+json")
+        (status = 409, description = "the email is taken", body = Problem, content_type = "application/problem+json")
     )
 )]
 async fn signup(
@@ -118,20 +132,22 @@ async fn signup(
         (status = 200, description = "signed in", body = AccessToken),
         (status = 401, description = "the email or password is wrong (the same answer for both)", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "the account is inactive", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "the body is too large", body = Problem, content_type = "application/problem+json"),
         (status = 415, description = "the body is not a form", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "missing fields, or a grant type other than password", body = Problem, content_type = "application/problem+json")
+        (status = 422, description = "missing fields, or a grant type other than password", body = Problem, content_type = "application/problem+json"),
+        (status = 429, description = "too many failed sign-ins for this email or from this address (LOGIN_MAX_FAILURES, LOGIN_MAX_FAILURES_PER_ADDRESS within LOGIN_THROTTLE_WINDOW); the password was not checked", body = Problem, content_type = "application/problem+json",
+            headers(("retry-after" = u64, description = "seconds until a sign-in may pass again")))
     )
 )]
 async fn login(
     State(state): State<AppState>,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     Form(form): Form<LoginForm>,
 ) -> Result<
     (
         [(axum::http::HeaderName, &'static str); 2],
         Json<AccessToken>,
     ),
-    ApiError,
+    LoginRefused,
 > {
     let mut errors = Vec::new();
     if form.username.trim().is_empty() {
@@ -148,10 +164,15 @@ async fn login(
         errors.push(FieldError::new("grant_type", "must be password"));
     }
     if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
+        return Err(ApiError::Validation(errors).into());
     }
-    let user = accounts::authenticate(state.db.conn(), &form.username, &form.password).await?;
-    let access_token = state.tokens.issue(user.id).map_err(ApiError::internal)?;
+    let attempt = SignIn {
+        email: &form.username,
+        password: &form.password,
+        address: peer.map(|Extension(ConnectInfo(addr))| addr.ip()),
+    };
+    let user = accounts::sign_in(state.db.conn(), &state.settings.login_throttle, attempt).await?;
+    let access_token = state.tokens.issue_for(&user).map_err(ApiError::internal)?;
     let token = AccessToken {
         access_token,
         token_type: "bearer",
@@ -164,6 +185,62 @@ async fn login(
     ))
 }
 
+/// Why a sign-in was refused: as any request can be, or throttled.
+#[derive(Debug)]
+enum LoginRefused {
+    Api(ApiError),
+    /// 429 with `Retry-After`.
+    Throttled {
+        retry_after: Duration,
+        detail: String,
+    },
+}
+
+impl From<ApiError> for LoginRefused {
+    fn from(err: ApiError) -> Self {
+        LoginRefused::Api(err)
+    }
+}
+
+impl From<SignInError> for LoginRefused {
+    fn from(err: SignInError) -> Self {
+        match err {
+            SignInError::Throttled { retry_after } => LoginRefused::Throttled {
+                retry_after,
+                detail: err.to_string(),
+            },
+            SignInError::Account(err) => LoginRefused::Api(err.into()),
+        }
+    }
+}
+
+impl IntoResponse for LoginRefused {
+    fn into_response(self) -> Response {
+        match self {
+            LoginRefused::Api(err) => err.into_response(),
+            LoginRefused::Throttled {
+                retry_after,
+                detail,
+            } => {
+                let status = StatusCode::TOO_MANY_REQUESTS;
+                let mut problem: Problem = ApiError::BadRequest(detail).problem();
+                problem.status = status.as_u16();
+                problem.title = status.canonical_reason().unwrap_or("Too Many Requests");
+                let mut response = (
+                    status,
+                    [(CONTENT_TYPE, "application/problem+json")],
+                    axum::Json(problem),
+                )
+                    .into_response();
+                response
+                    .headers_mut()
+                    .insert(RETRY_AFTER, HeaderValue::from(retry_after.as_secs()));
+                response
+            }
+        }
+    }
+}
+
 /// Sign out: the token answers 401 from now on.
 #[utoipa::path(
     post,
@@ -171,8 +248,6 @@ async fn login(
     tag = "access",
     responses(
         (status = 204, description = "the token is revoked"),
-        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "the account is inactive", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []), ("oauth2" = []))
 )]
@@ -189,8 +264,6 @@ async fn logout(current: CurrentUser, State(state): State<AppState>) -> StatusCo
     tag = "access",
     responses(
         (status = 200, description = "the signed-in account", body = UserView),
-        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "the account is inactive", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []), ("oauth2" = []))
 )]

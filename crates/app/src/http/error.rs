@@ -3,6 +3,10 @@
 //! Domain errors convert into [`ApiError`] with `From` (all here); the status of each case is
 //! chosen in this file. Server errors are logged with their cause and answered
 //! without it: a database error's text never reaches a client.
+//!
+//! A database that cannot serve (no connection free in time, the server unreachable, a lost
+//! connection) answers 503 with `Retry-After`. A lost connection also marks the response with
+//! [`ConnectionLost`], so the retry layer (`http::retry`) can run the request again.
 
 use axum::Json;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -11,12 +15,25 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::db::DbError;
-use crate::domain::accounts::AccountError;
+use crate::db::{DbError, is_connection_lost};
+use crate::domain::accounts::{AccountError, Guarded, Refusal};
 use crate::domain::roles::RoleError;
 use crate::domain::tags::TagError;
 use crate::domain::todos::TodoError;
 use crate::metrics::PoolTimeoutSeen;
+
+/// Seconds a client is told to wait (`Retry-After`) after a 503 for a pool timeout: every
+/// connection was busy for `DATABASE_POOL_TIMEOUT`, so the load needs a moment to pass.
+pub const POOL_TIMEOUT_RETRY_AFTER_SECS: u32 = 5;
+
+/// Seconds a client is told to wait after any other 503 (a lost connection, a server that does
+/// not answer): a restarting server is usually back within that.
+pub const UNAVAILABLE_RETRY_AFTER_SECS: u32 = 1;
+
+/// Put in a response's extensions when the request failed because its database connection was
+/// lost ([`is_connection_lost`]): the retry layer may run the request again on a fresh one.
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectionLost;
 
 /// One invalid field of a request, in a 422 answer.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, ToSchema)]
@@ -149,6 +166,7 @@ impl From<DbError> for ApiError {
 impl From<sea_orm::DbErr> for ApiError {
     fn from(err: sea_orm::DbErr) -> Self {
         match &err {
+            _ if is_connection_lost(&err) => ApiError::Unavailable(DbError::ConnectionLost(err)),
             sea_orm::DbErr::ConnectionAcquire(_) | sea_orm::DbErr::Conn(_) => {
                 ApiError::Unavailable(DbError::Query(err))
             }
@@ -158,6 +176,23 @@ impl From<sea_orm::DbErr> for ApiError {
 }
 
 impl ApiError {
+    /// The request failed because its database connection was lost.
+    pub fn is_connection_lost(&self) -> bool {
+        matches!(self, ApiError::Unavailable(err) if err.is_connection_lost())
+    }
+
+    /// `Retry-After` seconds for a 503; `None` for any other status.
+    fn retry_after(&self) -> Option<u32> {
+        match self {
+            ApiError::Unavailable(DbError::PoolTimeout { .. }) => {
+                Some(POOL_TIMEOUT_RETRY_AFTER_SECS)
+            }
+            _ if self.is_uncounted_pool_timeout() => Some(POOL_TIMEOUT_RETRY_AFTER_SECS),
+            ApiError::Unavailable(_) => Some(UNAVAILABLE_RETRY_AFTER_SECS),
+            _ => None,
+        }
+    }
+
     /// A pool timeout that came straight from SeaORM (`From<DbErr>`). One that went through
     /// `Database::explain` is a `DbError::PoolTimeout` and was counted there.
     fn is_uncounted_pool_timeout(&self) -> bool {
@@ -178,6 +213,29 @@ fn field_errors<F: Into<String>, M: Into<String>>(problems: Vec<(F, M)>) -> Vec<
         .into_iter()
         .map(|(field, message)| FieldError::new(field, message))
         .collect()
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::NotSuperuser => ApiError::Forbidden(refusal.to_string()),
+            Refusal::OwnAccount(_) | Refusal::LastSuperuser(_) => {
+                ApiError::conflict(refusal.to_string())
+            }
+        }
+    }
+}
+
+impl<E> From<Guarded<E>> for ApiError
+where
+    ApiError: From<E>,
+{
+    fn from(err: Guarded<E>) -> Self {
+        match err {
+            Guarded::Refused(refusal) => refusal.into(),
+            Guarded::Failed(err) => err.into(),
+        }
+    }
 }
 
 impl From<AccountError> for ApiError {
@@ -239,7 +297,12 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
         let uncounted_timeout = self.is_uncounted_pool_timeout();
-        if status.is_server_error() {
+        let lost = self.is_connection_lost();
+        let retry_after = self.retry_after();
+        if lost {
+            // Usually run again by the retry layer, which logs what it does.
+            tracing::warn!(error = ?self, "database connection lost");
+        } else if status.is_server_error() {
             tracing::error!(error = ?self, "request failed");
         }
         let mut response = (
@@ -253,6 +316,14 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
+        if let Some(seconds) = retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        if lost {
+            response.extensions_mut().insert(ConnectionLost);
+        }
         if uncounted_timeout {
             // `From<DbErr>` has no `Database` to count with; the metrics middleware counts it.
             response.extensions_mut().insert(PoolTimeoutSeen);
@@ -264,4 +335,66 @@ impl IntoResponse for ApiError {
 /// Answers routes that do not exist.
 pub async fn not_found(uri: axum::http::Uri) -> ApiError {
     ApiError::NotFound(format!("no route for {}", uri.path()))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use sea_orm::{ConnAcquireErr, DbErr, RuntimeErr};
+
+    use super::*;
+
+    fn reset() -> DbErr {
+        DbErr::Query(RuntimeErr::SqlxError(Arc::new(sqlx::Error::Io(
+            std::io::Error::from(std::io::ErrorKind::ConnectionReset),
+        ))))
+    }
+
+    fn retry_after(response: &Response) -> Option<&str> {
+        response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .map(|value| value.to_str().unwrap())
+    }
+
+    #[test]
+    fn a_lost_connection_answers_503_with_retry_after_and_is_marked() {
+        let response = ApiError::from(reset()).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry_after(&response), Some("1"));
+        assert!(response.extensions().get::<ConnectionLost>().is_some());
+        let response = ApiError::from(TodoError::Db(reset())).into_response();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert!(response.extensions().get::<ConnectionLost>().is_some());
+    }
+
+    #[test]
+    fn a_pool_timeout_answers_503_with_a_longer_retry_after() {
+        let straight = ApiError::from(DbErr::ConnectionAcquire(ConnAcquireErr::Timeout));
+        let explained = ApiError::from(DbError::PoolTimeout {
+            waited: std::time::Duration::from_secs(30),
+            size: 5,
+            overflow: 10,
+            in_use: 15,
+        });
+        for err in [straight, explained] {
+            let response = err.into_response();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert_eq!(retry_after(&response), Some("5"));
+            assert!(response.extensions().get::<ConnectionLost>().is_none());
+        }
+    }
+
+    #[test]
+    fn other_errors_have_no_retry_after_and_no_mark() {
+        for err in [
+            ApiError::NotFound("x".into()),
+            ApiError::from(DbErr::Custom("broken".into())),
+        ] {
+            let response = err.into_response();
+            assert!(retry_after(&response).is_none());
+            assert!(response.extensions().get::<ConnectionLost>().is_none());
+        }
+    }
 }

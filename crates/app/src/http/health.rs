@@ -1,4 +1,5 @@
-//! `GET /health`: is the database answering, and is its schema at the head migration.
+//! `GET /health`: is the database answering, and is its schema at the head migration; and is
+//! the server shutting down.
 
 use std::time::Duration;
 
@@ -35,10 +36,16 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Health {
-    /// `ok` when the database answers and the schema is complete, else `unavailable`.
+    /// `ok` when the database answers and the schema is complete, `shutting down` once the
+    /// server got SIGTERM or Ctrl-C (it finishes the requests it has and takes no new
+    /// connections), else `unavailable`.
     pub status: &'static str,
-    pub database: DatabaseHealth,
-    pub schema: SchemaHealth,
+    /// Left out while shutting down: the check is skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseHealth>,
+    /// Left out while shutting down: the check is skipped.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schema: Option<SchemaHealth>,
     pub pool: PoolStatus,
 }
 
@@ -77,20 +84,26 @@ pub struct SchemaHealth {
     tag = "health",
     responses(
         (status = 200, description = "healthy", body = Health),
-        (status = 503, description = "the database does not answer or the schema is not at head", body = Health)
+        (status = 503, description = "the database does not answer, the schema is not at head, or the server is shutting down", body = Health)
     )
 )]
 async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     let db = &state.db;
-    let checked = tokio::time::timeout(HEALTH_TIMEOUT, async {
+    let check = tokio::time::timeout(HEALTH_TIMEOUT, async {
         // One checkout and back first; like every checkout, it is timed in
         // app_db_pool_acquire_wait_seconds (a timeout there is counted once, by `explain`).
         db.probe_checkout().await?;
         let ping = db.ping().await?;
         let status = migrate::pooled_status(db, &state.settings.database).await?;
         Ok::<_, crate::db::DbError>((ping, status))
-    })
-    .await;
+    });
+    // A check waiting for a connection when the shutdown starts answers at once: a load
+    // balancer should learn of it now, not when the pool gives up.
+    let checked = tokio::select! {
+        biased;
+        () = state.lifecycle.shutting_down() => return shutting_down(&state),
+        checked = check => checked,
+    };
     let (database, schema) = match checked {
         Ok(Ok((ping, status))) => (
             DatabaseHealth {
@@ -140,6 +153,9 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
             )
         }
     };
+    if state.lifecycle.is_shutting_down() {
+        return shutting_down(&state);
+    }
     let healthy = database.reachable && schema.state == "ready";
     let status = if healthy {
         StatusCode::OK
@@ -148,9 +164,20 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     };
     let body = Health {
         status: if healthy { "ok" } else { "unavailable" },
-        database,
-        schema,
+        database: Some(database),
+        schema: Some(schema),
         pool: db.pool_status(),
     };
     (status, Json(body))
+}
+
+/// 503 `shutting down`, without touching the database.
+fn shutting_down(state: &AppState) -> (StatusCode, Json<Health>) {
+    let body = Health {
+        status: "shutting down",
+        database: None,
+        schema: None,
+        pool: state.db.pool_status(),
+    };
+    (StatusCode::SERVICE_UNAVAILABLE, Json(body))
 }

@@ -10,6 +10,7 @@ use utoipa_swagger_ui::{Config, SwaggerUi};
 
 use super::AppState;
 use super::error::{FieldError, Problem};
+use super::responses::SharedResponses;
 
 #[derive(OpenApi)]
 #[openapi(
@@ -61,6 +62,7 @@ pub fn document() -> utoipa::openapi::OpenApi {
     ] {
         doc.merge(part);
     }
+    SharedResponses.modify(&mut doc);
     doc
 }
 

@@ -1,6 +1,7 @@
 //! `/api/roles/{slug}/assign` and `/revoke`: giving and taking roles, for superusers only.
 //!
-//! Assigning or revoking `superuser` also sets or clears the account's `isSuperuser`.
+//! Assigning or revoking `superuser` also sets or clears the account's `isSuperuser`; the
+//! superuser rules (see `domain::accounts`) answer 409 or 403.
 
 use axum::Router;
 use axum::extract::State;
@@ -12,9 +13,8 @@ use super::AppState;
 use super::error::{ApiError, Problem};
 use super::extract::{Json, Path, Superuser};
 use super::users::UserView;
-use crate::domain::accounts;
+use crate::domain::accounts::Actor;
 use crate::domain::roles;
-use crate::fixtures::SUPERUSER_ROLE;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -39,9 +39,14 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RoleAssignment {
-    /// The account's email (any case).
+    /// The account's email (any case; not blank). An email no account has answers 404.
     #[serde(default)]
-    #[schema(required = true, example = "ann@example.com")]
+    #[schema(
+        required = true,
+        min_length = 1,
+        pattern = r"^[^\u0000]*[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000][^\u0000]*$",
+        example = "ann@example.com"
+    )]
     email: String,
 }
 
@@ -60,48 +65,40 @@ impl RoleAssignment {
     post,
     path = "/api/roles/{slug}/assign",
     tag = "roles",
-    params(("slug" = String, Path, description = "the role, such as `application-access` or `superuser`")),
+    params(("slug" = String, Path, pattern = r"^[^\u0000]*$", description = "the role, such as `application-access` or `superuser`")),
     request_body = RoleAssignment,
     responses(
         (status = 200, description = "the account with its roles", body = UserView),
-        (status = 400, description = "the body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "not a superuser", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not a superuser (or no longer one)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such role or account", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "the body is too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "the body is not application/json", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "the email is missing", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []), ("oauth2" = []))
 )]
 async fn assign(
-    _: Superuser,
+    Superuser(actor): Superuser,
     State(state): State<AppState>,
     Path(slug): Path<String>,
     Json(body): Json<RoleAssignment>,
 ) -> Result<Json<UserView>, ApiError> {
     let db = state.db.conn();
-    let user = roles::assign(db, &slug, body.email()?).await?;
+    let user = roles::assign(db, Actor::Superuser(actor.id), &slug, body.email()?).await?;
     Ok(Json(UserView::load(db, user).await?))
 }
 
 /// Take a role from an account; harmless when it does not hold it. A superuser cannot revoke
-/// their own `superuser` role.
+/// their own `superuser` role, nor the last active superuser's.
 #[utoipa::path(
     post,
     path = "/api/roles/{slug}/revoke",
     tag = "roles",
-    params(("slug" = String, Path, description = "the role, such as `application-access` or `superuser`")),
+    params(("slug" = String, Path, pattern = r"^[^\u0000]*$", description = "the role, such as `application-access` or `superuser`")),
     request_body = RoleAssignment,
     responses(
         (status = 200, description = "the account with its roles", body = UserView),
-        (status = 400, description = "the body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "not a superuser", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not a superuser (or no longer one)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such role or account", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "that would remove your own superuser rights", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "the body is too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "the body is not application/json", body = Problem, content_type = "application/problem+json"),
+        (status = 409, description = "that would remove your own superuser rights, or leave no active superuser", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "the email is missing", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []), ("oauth2" = []))
@@ -112,13 +109,7 @@ async fn revoke(
     Path(slug): Path<String>,
     Json(body): Json<RoleAssignment>,
 ) -> Result<Json<UserView>, ApiError> {
-    let email = body.email()?;
-    if slug == SUPERUSER_ROLE && accounts::normalize_email(email) == actor.email {
-        return Err(ApiError::conflict(
-            "you cannot revoke your own superuser role; ask another superuser",
-        ));
-    }
     let db = state.db.conn();
-    let user = roles::revoke(db, &slug, email).await?;
+    let user = roles::revoke(db, Actor::Superuser(actor.id), &slug, body.email()?).await?;
     Ok(Json(UserView::load(db, user).await?))
 }

@@ -10,12 +10,14 @@ use axum::http::{HeaderName, StatusCode};
 use axum::routing::get;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::openapi::schema::{ObjectBuilder, Type};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
 
 use super::AppState;
 use super::error::{ApiError, FieldError, Problem};
 use super::extract::{CurrentUser, Json, Path, Query};
+use super::responses::TRIMMED_NAME;
 use crate::domain::todos::{
     self, NewTodo, SortField, SortOrder, TodoPatch, TodoQuery, TodoWithTags,
 };
@@ -38,6 +40,7 @@ pub fn router() -> Router<AppState> {
         NewTodoBody,
         TodoPatchBody,
         ImportanceName,
+        TagName,
         SortName,
         OrderName
     )),
@@ -153,52 +156,85 @@ enum OrderName {
     Desc,
 }
 
-/// A new todo. Times are RFC 3339 (`2026-03-01T09:00:00Z`); tags are names, made as needed.
+/// A new todo. Times are RFC 3339 (`2026-03-01T09:00:00Z`), kept to the microsecond (finer
+/// digits are dropped; a leap second `23:59:60` reads as the next minute's first second);
+/// tags are names, made as needed. No text may hold the NUL character (U+0000).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewTodoBody {
     /// 1 to 100 characters after trimming.
-    #[schema(required = true, value_type = String, min_length = 1, max_length = 100, example = "Buy milk")]
+    #[schema(required = true, value_type = String, min_length = 1,  pattern = r"^[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000](?:[^\u0000]{0,98}[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000])?[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$", example = "Buy milk")]
     item: Option<String>,
-    #[schema(max_length = 1024)]
+    /// Up to 1024 characters.
+    #[schema(max_length = 1024, pattern = r"^[^\u0000]*$")]
     description: Option<String>,
-    #[schema(value_type = Option<DateTime<Utc>>)]
+    #[schema(value_type = Option<DateTime<Utc>>, example = "2026-03-01T08:45:00Z")]
     alarm_time: Option<String>,
-    /// Before `endTime` when both are given; `[startTime, endTime)` may not overlap another
-    /// todo of yours.
-    #[schema(value_type = Option<DateTime<Utc>>)]
+    /// Must be before `endTime` when both are given (an equal or later `startTime` answers
+    /// 422); `[startTime, endTime)` may not overlap another todo of yours (409).
+    #[schema(value_type = Option<DateTime<Utc>>, example = "2026-03-01T09:00:00Z")]
     start_time: Option<String>,
-    #[schema(value_type = Option<DateTime<Utc>>)]
+    /// Must be after `startTime` when both are given.
+    #[schema(value_type = Option<DateTime<Utc>>, example = "2026-03-01T10:00:00Z")]
     end_time: Option<String>,
     /// `none` when not given.
     #[schema(value_type = Option<ImportanceName>)]
     importance: Option<String>,
-    /// Tag names, 1 to 100 characters each.
+    /// Tag names, 1 to 100 characters each; at most 50.
     #[serde(default)]
+    #[schema(value_type = Vec<TagName>, max_items = 50)]
     tags: Vec<String>,
 }
+
+/// A tag's name in a todo's `tags`, for the document: bodies carry names as plain strings.
+struct TagName;
+
+impl utoipa::PartialSchema for TagName {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        ObjectBuilder::new()
+            .schema_type(Type::String)
+            .description(Some(
+                "1 to 100 characters after trimming; made among your tags as needed",
+            ))
+            .min_length(Some(1))
+            .pattern(Some(TRIMMED_NAME))
+            .examples(["errands"])
+            .into()
+    }
+}
+
+impl ToSchema for TagName {}
 
 /// Changes to a todo: absent fields stay as they are; `null` clears `description` and the
 /// times; `tags` replaces the whole set.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct TodoPatchBody {
-    #[schema(min_length = 1, max_length = 100)]
+    /// 1 to 100 characters after trimming.
+    #[schema(
+        min_length = 1,
+        pattern = r"^[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000](?:[^\u0000]{0,98}[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000])?[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     item: Option<String>,
+    /// Up to 1024 characters.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>, max_length = 1024)]
+    #[schema(value_type = Option<String>, max_length = 1024, pattern = r"^[^\u0000]*$")]
     description: Option<Option<String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<DateTime<Utc>>)]
+    #[schema(value_type = Option<DateTime<Utc>>, example = "2026-03-01T08:45:00Z")]
     alarm_time: Option<Option<String>>,
+    /// Must be before `endTime` as the todo will be after the change (422 otherwise).
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<DateTime<Utc>>)]
+    #[schema(value_type = Option<DateTime<Utc>>, example = "2026-03-01T09:00:00Z")]
     start_time: Option<Option<String>>,
+    /// Must be after `startTime` as the todo will be after the change.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<DateTime<Utc>>)]
+    #[schema(value_type = Option<DateTime<Utc>>, example = "2026-03-01T10:00:00Z")]
     end_time: Option<Option<String>>,
     #[schema(value_type = Option<ImportanceName>)]
     importance: Option<String>,
+    /// At most 50 names, 1 to 100 characters each.
+    #[schema(value_type = Option<Vec<TagName>>, max_items = 50)]
     tags: Option<Vec<String>>,
 }
 
@@ -212,7 +248,8 @@ where
 }
 
 /// Filters, sort and paging of `GET /api/todos`. Names are camelCase (snake_case is accepted
-/// too); times are RFC 3339, and a `+` in an offset must be sent as `%2B`.
+/// too); times are RFC 3339, read to the microsecond like stored times, and a `+` in an
+/// offset must be sent as `%2B`.
 #[derive(Debug, Default, Deserialize, IntoParams)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[into_params(parameter_in = Query)]
@@ -221,9 +258,10 @@ pub struct ListParams {
     #[param(value_type = Option<u64>, minimum = 1, maximum = 100, default = 20)]
     limit: Option<String>,
     /// Todos to skip.
-    #[param(value_type = Option<u64>, minimum = 0, default = 0)]
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 9223372036854775807_u64, default = 0)]
     offset: Option<String>,
     /// Part of the item, any case.
+    #[param(pattern = r"^[^\u0000]*$")]
     search: Option<String>,
     /// Only todos starting at or after this time.
     #[serde(alias = "start_time_from")]
@@ -261,6 +299,7 @@ pub struct ListParams {
     #[param(value_type = Option<ImportanceName>)]
     importance: Option<String>,
     /// Only todos carrying the tag of this name.
+    #[param(pattern = r"^[^\u0000]*$")]
     tag: Option<String>,
     /// The field to sort by (default `created_at`); ties are broken by id.
     #[param(value_type = Option<SortName>)]
@@ -275,10 +314,12 @@ pub struct ListParams {
 struct Fields(Vec<FieldError>);
 
 impl Fields {
+    /// An RFC 3339 time, made what both databases keep (whole microseconds, no leap second:
+    /// [`todos::normalize_time`]) before anything compares it.
     fn time(&mut self, field: &str, raw: Option<&str>) -> Option<DateTime<Utc>> {
         let raw = raw?;
         match DateTime::parse_from_rfc3339(raw.trim()) {
-            Ok(time) => Some(time.with_timezone(&Utc)),
+            Ok(time) => Some(todos::normalize_time(time.with_timezone(&Utc))),
             Err(err) => {
                 self.0.push(FieldError::new(
                     field,
@@ -447,10 +488,7 @@ async fn patch_of(
     params(ListParams),
     responses(
         (status = 200, description = "one page of your todos", body = TodoPage),
-        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "the account is inactive", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "bad query parameters, all named in `errors`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the database is not available", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []), ("oauth2" = []))
 )]
@@ -478,14 +516,7 @@ async fn list(
     responses(
         (status = 201, description = "the new todo", body = TodoView,
             headers(("location" = String, description = "the todo's URL"))),
-        (status = 400, description = "the body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "the account is inactive", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "the time range overlaps other todos of yours, listed in `conflicts`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "the body is too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "the body is not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "invalid fields, all named in `errors`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the database is not available", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []), ("oauth2" = []))
 )]
@@ -512,11 +543,7 @@ async fn create(
     params(("id" = Uuid, Path, description = "the todo's id")),
     responses(
         (status = 200, description = "the todo", body = TodoView),
-        (status = 400, description = "the id is not a UUID", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "the account is inactive", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no todo of yours has this id", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the database is not available", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []), ("oauth2" = []))
 )]
@@ -538,15 +565,8 @@ async fn show(
     request_body = TodoPatchBody,
     responses(
         (status = 200, description = "the changed todo", body = TodoView),
-        (status = 400, description = "the id is not a UUID, or the body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "the account is inactive", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no todo of yours has this id", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "the new time range overlaps other todos of yours, listed in `conflicts`", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "the body is too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "the body is not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "invalid fields, all named in `errors`", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the database is not available", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []), ("oauth2" = []))
 )]
@@ -569,11 +589,7 @@ async fn update(
     params(("id" = Uuid, Path, description = "the todo's id")),
     responses(
         (status = 204, description = "deleted"),
-        (status = 400, description = "the id is not a UUID", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "the account is inactive", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no todo of yours has this id", body = Problem, content_type = "application/problem+json"),
-        (status = 503, description = "the database is not available", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []), ("oauth2" = []))
 )]

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use super::AppState;
 use super::error::{ApiError, FieldError, Problem};
 use super::extract::{Json, Path, Query, Superuser};
-use crate::domain::accounts::{self, NewUser, UserPatch};
+use crate::domain::accounts::{self, Actor, NewUser, UserPatch};
 use crate::models::{role, user_account};
 
 /// Page size when the client names none.
@@ -128,9 +128,10 @@ pub struct ListParams {
     #[param(value_type = Option<u64>, minimum = 1, maximum = 100, default = 20)]
     limit: Option<String>,
     /// Accounts to skip.
-    #[param(value_type = Option<u64>, minimum = 0, default = 0)]
+    #[param(value_type = Option<u64>, minimum = 0, maximum = 9223372036854775807_u64, default = 0)]
     offset: Option<String>,
     /// Part of an email or name, any case.
+    #[param(pattern = r"^[^\u0000]*$")]
     search: Option<String>,
 }
 
@@ -170,13 +171,20 @@ fn bounded(
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NewUserBody {
+    /// A plausible address (one `@`, a dotted domain), up to 254 characters; stored trimmed
+    /// and lowercased; unique.
     #[serde(default)]
-    #[schema(required = true, example = "ann@example.com")]
+    #[schema(required = true, format = Email, max_length = 254, example = "ann@example.com")]
     email: String,
+    /// Up to 255 characters; a blank name is stored as none.
     #[serde(default)]
+    #[schema(
+        pattern = r"^[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*(?:[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000](?:[^\u0000]{0,253}[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000])?)?[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$"
+    )]
     name: Option<String>,
+    /// 8 to 1024 characters.
     #[serde(default)]
-    #[schema(required = true, min_length = 8, format = Password)]
+    #[schema(required = true, min_length = 8, max_length = 1024, pattern = r"^[^\u0000]*$", format = Password)]
     password: String,
     #[serde(default)]
     is_superuser: bool,
@@ -195,11 +203,15 @@ fn yes() -> bool {
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UserPatchBody {
+    /// Up to 255 characters; blank or `null` clears it.
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<String>, pattern = r"^[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*(?:[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000](?:[^\u0000]{0,253}[^\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\u0000])?)?[\t\n\u000b\f\r \u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]*$")]
     name: Option<Option<String>>,
+    /// A plausible address, up to 254 characters; unique.
+    #[schema(format = Email, max_length = 254)]
     email: Option<String>,
-    #[schema(min_length = 8, format = Password)]
+    /// 8 to 1024 characters; refuses the account's earlier tokens.
+    #[schema(min_length = 8, max_length = 1024, pattern = r"^[^\u0000]*$", format = Password)]
     password: Option<String>,
     is_active: Option<bool>,
     /// Also assigns or revokes the `superuser` role.
@@ -217,15 +229,8 @@ where
     Option::<T>::deserialize(deserializer).map(Some)
 }
 
-fn refuse_self(actor: &user_account::Model, id: Uuid, what: &str) -> Result<(), ApiError> {
-    if actor.id == id {
-        return Err(ApiError::conflict(format!(
-            "you cannot {what} your own account; ask another superuser"
-        )));
-    }
-    Ok(())
-}
-
+/// A change the superuser rules refused: 403 when the actor lost their rights meanwhile, else
+/// 409 (the change conflicts with who the superusers are).
 /// List accounts, oldest first, with paging and search.
 #[utoipa::path(
     get,
@@ -234,7 +239,6 @@ fn refuse_self(actor: &user_account::Model, id: Uuid, what: &str) -> Result<(), 
     params(ListParams),
     responses(
         (status = 200, description = "one page of accounts", body = UserPage),
-        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "not a superuser", body = Problem, content_type = "application/problem+json"),
         (status = 422, description = "a bad limit or offset, named in `errors`", body = Problem, content_type = "application/problem+json")
     ),
@@ -290,13 +294,8 @@ async fn list(
     responses(
         (status = 201, description = "created", body = UserView,
             headers(("location" = String, description = "the new account's URL"))),
-        (status = 400, description = "the body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "not a superuser", body = Problem, content_type = "application/problem+json"),
         (status = 409, description = "the email is taken", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "the body is too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "the body is not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "invalid fields, all named in `errors`", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []), ("oauth2" = []))
 )]
@@ -328,8 +327,6 @@ async fn create(
     params(("id" = Uuid, Path, description = "the account's id")),
     responses(
         (status = 200, description = "the account", body = UserView),
-        (status = 400, description = "the id is not a UUID", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
         (status = 403, description = "not a superuser", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such account", body = Problem, content_type = "application/problem+json")
     ),
@@ -345,7 +342,8 @@ async fn show(
     Ok(Json(UserView::load(db, user).await?))
 }
 
-/// Change an account. A superuser cannot deactivate or demote themselves.
+/// Change an account. A superuser cannot deactivate or demote themselves, nor the last active
+/// superuser; a new password refuses the account's earlier tokens.
 #[utoipa::path(
     patch,
     path = "/api/users/{id}",
@@ -354,14 +352,9 @@ async fn show(
     request_body = UserPatchBody,
     responses(
         (status = 200, description = "the changed account", body = UserView),
-        (status = 400, description = "the id is not a UUID or the body is not JSON", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "not a superuser", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not a superuser (or no longer one)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such account", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "the email is taken, or the change would lock you out", body = Problem, content_type = "application/problem+json"),
-        (status = 413, description = "the body is too large", body = Problem, content_type = "application/problem+json"),
-        (status = 415, description = "the body is not application/json", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "invalid fields, all named in `errors`", body = Problem, content_type = "application/problem+json")
+        (status = 409, description = "the email is taken, the change would lock you out, or it would leave no active superuser", body = Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = []), ("oauth2" = []))
 )]
@@ -371,12 +364,6 @@ async fn update(
     Path(id): Path<Uuid>,
     Json(body): Json<UserPatchBody>,
 ) -> Result<Json<UserView>, ApiError> {
-    if body.is_superuser == Some(false) {
-        refuse_self(&actor, id, "demote")?;
-    }
-    if body.is_active == Some(false) {
-        refuse_self(&actor, id, "deactivate")?;
-    }
     let patch = UserPatch {
         name: body.name,
         email: body.email,
@@ -386,11 +373,12 @@ async fn update(
         is_verified: body.is_verified,
     };
     let db = state.db.conn();
-    let user = accounts::update_user(db, id, patch).await?;
+    let user = accounts::update_user(db, Actor::Superuser(actor.id), id, patch).await?;
     Ok(Json(UserView::load(db, user).await?))
 }
 
-/// Delete an account with its todos, tags and role links. A superuser cannot delete themselves.
+/// Delete an account with its todos, tags and role links. A superuser cannot delete themselves,
+/// nor the last active superuser.
 #[utoipa::path(
     delete,
     path = "/api/users/{id}",
@@ -398,11 +386,9 @@ async fn update(
     params(("id" = Uuid, Path, description = "the account's id")),
     responses(
         (status = 204, description = "deleted"),
-        (status = 400, description = "the id is not a UUID", body = Problem, content_type = "application/problem+json"),
-        (status = 401, description = "no valid token", body = Problem, content_type = "application/problem+json"),
-        (status = 403, description = "not a superuser", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "not a superuser (or no longer one)", body = Problem, content_type = "application/problem+json"),
         (status = 404, description = "no such account", body = Problem, content_type = "application/problem+json"),
-        (status = 409, description = "that is your own account", body = Problem, content_type = "application/problem+json")
+        (status = 409, description = "that is your own account, or the last active superuser", body = Problem, content_type = "application/problem+json")
     ),
     security(("bearer" = []), ("oauth2" = []))
 )]
@@ -411,8 +397,7 @@ async fn remove(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    refuse_self(&actor, id, "delete")?;
-    accounts::delete_user(state.db.conn(), id).await?;
+    accounts::delete_user(state.db.conn(), Actor::Superuser(actor.id), id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

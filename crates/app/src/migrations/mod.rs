@@ -11,6 +11,9 @@ mod m_363878e3d4c3;
 
 #[path = "2026-11-27_check_todo_importance_0228a2248923.rs"]
 mod m_0228a2248923;
+
+#[path = "2026-12-01_login_failures_ba33124e89af.rs"]
+mod m_ba33124e89af;
 // strata:modules
 
 /// Every migration, oldest first.
@@ -19,6 +22,7 @@ pub fn all() -> Vec<strata::Migration> {
         m_08e16bd91110::migration(),
         m_363878e3d4c3::migration(),
         m_0228a2248923::migration(),
+        m_ba33124e89af::migration(),
         // strata:list
     ]
 }

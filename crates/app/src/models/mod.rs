@@ -1,8 +1,9 @@
-//! SeaORM entities of the six tables, and the schema they make.
+//! SeaORM entities of the seven tables, and the schema they make.
 //!
 //! Table and column names are those of the reference system, so its databases fit.
 
 mod audit;
+pub mod login_failure;
 pub mod role;
 pub mod schema;
 pub mod tag;
@@ -18,7 +19,8 @@ pub fn now() -> chrono::DateTime<chrono::Utc> {
     chrono::Utc::now().trunc_subsecs(6)
 }
 
-/// Every table, parents before the tables whose keys point at them.
+/// The tables of the domain model, parents before the tables whose keys point at them. Not
+/// `login_failure`: the login throttle's short-lived bookkeeping, which no other table refers to.
 pub const TABLES: [&str; 6] = [
     "user_account",
     "role",

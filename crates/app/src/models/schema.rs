@@ -17,7 +17,9 @@ use strata::{
     Table, Unique,
 };
 
-use super::{role, tag, todo, user_account, user_account_role, user_account_todo_tag};
+use super::{
+    login_failure, role, tag, todo, user_account, user_account_role, user_account_todo_tag,
+};
 
 /// Whether `create_all` may find some tables already there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -70,6 +72,17 @@ pub fn extras() -> Vec<Extra> {
             name: "ix_user_account_todo_tag_tag_id",
             columns: &["tag_id"],
         },
+        // The login throttle counts one key's failures within the window.
+        Extra::Index {
+            table: "login_failure",
+            name: "ix_login_failure_account_key_created_at",
+            columns: &["account_key", "created_at"],
+        },
+        Extra::Index {
+            table: "login_failure",
+            name: "ix_login_failure_address_key_created_at",
+            columns: &["address_key", "created_at"],
+        },
     ]
 }
 
@@ -81,7 +94,8 @@ pub fn target() -> Schema {
         .with_table(table_of(user_account_role::Entity))
         .with_table(table_of(tag::Entity))
         .with_table(table_of(todo::Entity))
-        .with_table(table_of(user_account_todo_tag::Entity));
+        .with_table(table_of(user_account_todo_tag::Entity))
+        .with_table(table_of(login_failure::Entity));
     for extra in extras() {
         match extra {
             Extra::Check {

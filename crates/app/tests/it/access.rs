@@ -1,15 +1,18 @@
 //! Sign-up, sign-in, sign-out, `/api/me`, and every way a token can be bad.
 
+use std::net::SocketAddr;
+use std::time::Duration;
+
 use app::domain::tokens::Claims;
-use app::models::user_account;
+use app::models::{login_failure, user_account};
 use reqwest::StatusCode;
 use sea_orm::ActiveValue::Set;
-use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel};
+use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel, PaginatorTrait};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::api::{PASSWORD, TestApp, TestUser, answer, error_fields, role_slugs};
-use crate::helpers::Kind;
+use crate::helpers::{Kind, TestDb, on_both_databases, telemetry};
 
 /// `POST /api/access/signup` with a JSON body.
 pub async fn signup(app: &TestApp, body: &Value) -> (u16, Value) {
@@ -399,10 +402,27 @@ async fn bad_tokens_answer_401(kind: Kind) {
         .sign(&Claims {
             sub: user.id,
             iat: now - 7200,
+            nbf: None,
             exp: now - 3600,
             jti: Uuid::now_v7(),
+            password_stamp: None,
         })
         .unwrap();
+    let signed = |iat: i64, nbf: Option<i64>| {
+        app.tokens()
+            .sign(&Claims {
+                sub: user.id,
+                iat,
+                nbf,
+                exp: now + 3600,
+                jti: Uuid::now_v7(),
+                password_stamp: None,
+            })
+            .unwrap()
+    };
+    let not_yet_valid = signed(now, Some(now + 600));
+    let from_the_future = signed(now + 600, None);
+    let a_little_ahead = signed(now + 5, Some(now + 5));
     let mut tampered = user.token.clone();
     let at = tampered.len() - 5;
     let flipped = if &tampered[at..at + 1] == "A" {
@@ -434,6 +454,11 @@ async fn bad_tokens_answer_401(kind: Kind) {
         ("alg none", Some(format!("Bearer {unsigned}"))),
         ("foreign key", Some(format!("Bearer {foreign}"))),
         ("unknown user", Some(format!("Bearer {ghost}"))),
+        ("nbf in the future", Some(format!("Bearer {not_yet_valid}"))),
+        (
+            "iat in the future",
+            Some(format!("Bearer {from_the_future}")),
+        ),
     ];
     for (case, header) in cases {
         let response = me_with(&app, header.as_deref()).await;
@@ -452,6 +477,11 @@ async fn bad_tokens_answer_401(kind: Kind) {
     assert_eq!(
         status, 200,
         "the scheme is case-insensitive; the real token still works"
+    );
+    let (status, _) = answer(me_with(&app, Some(&format!("Bearer {a_little_ahead}"))).await).await;
+    assert_eq!(
+        status, 200,
+        "a clock a few seconds ahead is within the leeway"
     );
 }
 
@@ -501,8 +531,7 @@ async fn the_openapi_document_describes_accounts_users_and_roles() {
         );
         if needs_token {
             assert_eq!(
-                operation["responses"]["401"]["content"]["application/problem+json"]["schema"]["$ref"],
-                "#/components/schemas/Problem",
+                operation["responses"]["401"]["$ref"], "#/components/responses/Unauthorized",
                 "{method} {path}"
             );
         }
@@ -530,3 +559,294 @@ async fn the_openapi_document_describes_accounts_users_and_roles() {
             .any(|k| k.to_lowercase().contains("password"))
     );
 }
+
+/// `POST /api/access/login` at `base`; the whole response, for its headers.
+async fn login_at(
+    client: &reqwest::Client,
+    base: &str,
+    username: &str,
+    password: &str,
+) -> reqwest::Response {
+    client
+        .post(format!("{base}/api/access/login"))
+        .form(&[("username", username), ("password", password)])
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Asserts a 429 problem with a `Retry-After` of 1 to `max` seconds; returns the seconds.
+async fn throttled(response: reqwest::Response, max: u64) -> u64 {
+    let retry_after: u64 = response
+        .headers()
+        .get("retry-after")
+        .expect("a Retry-After header")
+        .to_str()
+        .unwrap()
+        .parse()
+        .expect("Retry-After in seconds");
+    let (status, problem) = answer(response).await;
+    assert_eq!(status, 429, "{problem}");
+    assert_eq!(problem["title"], "Too Many Requests");
+    assert!(
+        (1..=max).contains(&retry_after),
+        "Retry-After {retry_after}, at most {max}"
+    );
+    retry_after
+}
+
+async fn login_failures_rows(app: &TestApp) -> Vec<login_failure::Model> {
+    let db = app.db.connect(&[("DATABASE_POOL_SIZE", "1")]).await;
+    let rows = login_failure::Entity::find().all(db.conn()).await.unwrap();
+    db.close().await;
+    rows
+}
+
+async fn failed_logins_are_throttled_per_account(kind: Kind) {
+    let app = TestApp::spawn_with(
+        kind,
+        &[("LOGIN_MAX_FAILURES", "3"), ("LOGIN_THROTTLE_WINDOW", "3")],
+    )
+    .await;
+    app.user("fred@example.com", false).await;
+    app.user("gina@example.com", false).await;
+    let try_login = |username: &'static str, password: &'static str| {
+        login_at(&app.client, &app.base, username, password)
+    };
+
+    for _ in 0..3 {
+        let (status, _) = answer(try_login("fred@example.com", "wrong-password").await).await;
+        assert_eq!(status, 401);
+    }
+    // The limit is reached: even the right password waits, and is not looked at.
+    let wait = throttled(try_login("FRED@example.com", PASSWORD).await, 3).await;
+    throttled(try_login("fred@example.com", "wrong-password").await, 3).await;
+
+    // An email nobody has is throttled the same way: the answers tell no accounts apart.
+    for _ in 0..3 {
+        let (status, _) = answer(try_login("nobody@example.com", "wrong-password").await).await;
+        assert_eq!(status, 401);
+    }
+    throttled(try_login("nobody@example.com", "wrong-password").await, 3).await;
+
+    // Other accounts are not held up.
+    let (status, _) = answer(try_login("gina@example.com", PASSWORD).await).await;
+    assert_eq!(status, 200);
+
+    // Nothing readable is kept: the email is stored as a digest.
+    let rows = login_failures_rows(&app).await;
+    assert_eq!(rows.len(), 6, "{rows:?}");
+    assert!(
+        rows.iter()
+            .all(|row| row.account_key.len() == 64 && !row.account_key.contains("fred")),
+        "{rows:?}"
+    );
+
+    // Once the window has passed, the right password works again, and a success clears the
+    // account's failures.
+    tokio::time::sleep(Duration::from_secs(wait) + Duration::from_millis(200)).await;
+    let (status, token) = answer(try_login("fred@example.com", PASSWORD).await).await;
+    assert_eq!(status, 200, "{token}");
+    for _ in 0..2 {
+        let (status, _) = answer(try_login("fred@example.com", "wrong-password").await).await;
+        assert_eq!(status, 401);
+    }
+    let (status, _) = answer(try_login("fred@example.com", PASSWORD).await).await;
+    assert_eq!(
+        status, 200,
+        "two failures after a success are under the limit of three"
+    );
+
+    // Failures older than the window are deleted as new ones come in.
+    tokio::time::sleep(Duration::from_millis(3100)).await;
+    let (status, _) = answer(try_login("gina@example.com", "wrong-password").await).await;
+    assert_eq!(status, 401);
+    assert_eq!(login_failures_rows(&app).await.len(), 1);
+}
+
+async fn failed_logins_are_throttled_per_address(kind: Kind) {
+    // The app as `app run` serves it, with each connection's peer address.
+    telemetry();
+    let db = TestDb::new(kind).await;
+    let settings = db.settings(&[
+        ("LOGIN_MAX_FAILURES", "100"),
+        ("LOGIN_MAX_FAILURES_PER_ADDRESS", "4"),
+        ("LOGIN_THROTTLE_WINDOW", "60"),
+    ]);
+    let database = app::db::Database::connect(&settings.database)
+        .await
+        .unwrap();
+    let router = app::http::app(app::http::AppState::new(settings, database));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+    });
+    let client = reqwest::Client::new();
+    let (status, _) = signup_at(&client, &base, "hank@example.com").await;
+    assert_eq!(status, 201);
+
+    // One guess at each of four emails from one address.
+    for n in 0..4 {
+        let email = format!("guess{n}@example.com");
+        let (status, _) = answer(login_at(&client, &base, &email, "wrong-password").await).await;
+        assert_eq!(status, 401);
+    }
+    throttled(
+        login_at(&client, &base, "guess9@example.com", "x-password").await,
+        60,
+    )
+    .await;
+    throttled(
+        login_at(&client, &base, "hank@example.com", PASSWORD).await,
+        60,
+    )
+    .await;
+}
+
+/// The server `app run` starts tells the login handler each connection's peer address.
+async fn the_server_counts_failures_by_peer_address(kind: Kind) {
+    let app = TestApp::spawn_with(
+        kind,
+        &[
+            ("LOGIN_MAX_FAILURES", "100"),
+            ("LOGIN_MAX_FAILURES_PER_ADDRESS", "2"),
+        ],
+    )
+    .await;
+    app.user("kim@example.com", false).await;
+    for email in ["guess1@example.com", "guess2@example.com"] {
+        let (status, _) = login(&app, email, "wrong-password").await;
+        assert_eq!(status, 401);
+    }
+    throttled(
+        login_at(&app.client, &app.base, "kim@example.com", PASSWORD).await,
+        900,
+    )
+    .await;
+}
+
+async fn signup_at(client: &reqwest::Client, base: &str, email: &str) -> (u16, Value) {
+    answer(
+        client
+            .post(format!("{base}/api/access/signup"))
+            .json(&json!({"email": email, "password": PASSWORD}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+async fn concurrent_guesses_stay_within_the_limit(kind: Kind) {
+    let app = TestApp::spawn_with(kind, &[("LOGIN_MAX_FAILURES", "3")]).await;
+    app.user("ivy@example.com", false).await;
+    let mut guesses = tokio::task::JoinSet::new();
+    for _ in 0..12 {
+        let (client, base) = (app.client.clone(), app.base.clone());
+        guesses.spawn(async move {
+            login_at(&client, &base, "ivy@example.com", "wrong-guess")
+                .await
+                .status()
+                .as_u16()
+        });
+    }
+    let statuses = guesses.join_all().await;
+    let mut wrong = 0;
+    for status in statuses {
+        match status {
+            401 => wrong += 1,
+            429 => {}
+            other => panic!("unexpected status {other}"),
+        }
+    }
+    assert!(
+        wrong <= 3,
+        "only as many passwords as the limit were checked: {wrong}"
+    );
+    let db = app.db.connect(&[("DATABASE_POOL_SIZE", "1")]).await;
+    let kept = login_failure::Entity::find()
+        .count(db.conn())
+        .await
+        .unwrap();
+    db.close().await;
+    assert_eq!(
+        kept, wrong,
+        "one row per wrong password, none for throttled attempts"
+    );
+}
+
+async fn a_password_change_refuses_earlier_tokens(kind: Kind) {
+    let app = TestApp::spawn(kind).await;
+    let admin = app.user("admin@example.com", true).await;
+    let jay = app.user("jay@example.com", false).await;
+    let (status, token) = login(&app, "jay@example.com", PASSWORD).await;
+    assert_eq!(status, 200);
+    let signed_in = TestUser {
+        token: token["access_token"].as_str().unwrap().to_string(),
+        ..jay.clone()
+    };
+    for user in [&jay, &signed_in] {
+        let (status, _) = answer(app.get("/api/me", user).send().await.unwrap()).await;
+        assert_eq!(status, 200);
+    }
+
+    // A superuser resets Jay's password: the token Jay signed in with stops working.
+    let (status, changed) = answer(
+        app.patch(&format!("/api/users/{}", jay.id), &admin)
+            .json(&json!({"password": "a-brand-new-password"}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{changed}");
+    let (status, problem) = answer(app.get("/api/me", &signed_in).send().await.unwrap()).await;
+    assert_eq!(status, 401, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("password"),
+        "{problem}"
+    );
+
+    // A token made after the change works, at once (within the same second too).
+    let (status, token) = login(&app, "jay@example.com", "a-brand-new-password").await;
+    assert_eq!(status, 200, "{token}");
+    let fresh = TestUser {
+        token: token["access_token"].as_str().unwrap().to_string(),
+        ..jay.clone()
+    };
+    let (status, me) = answer(app.get("/api/me", &fresh).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{me}");
+
+    // Changing other fields leaves tokens alone; changing the password again does not.
+    let patch = |body: Value| {
+        let request = app
+            .patch(&format!("/api/users/{}", jay.id), &admin)
+            .json(&body);
+        async move { answer(request.send().await.unwrap()).await.0 }
+    };
+    assert_eq!(patch(json!({"name": "Jay"})).await, 200);
+    let (status, _) = answer(app.get("/api/me", &fresh).send().await.unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        patch(json!({"password": "yet-another-password"})).await,
+        200
+    );
+    let (status, _) = answer(app.get("/api/me", &fresh).send().await.unwrap()).await;
+    assert_eq!(status, 401);
+    // The admin's own token was never affected.
+    let (status, _) = answer(app.get("/api/me", &admin).send().await.unwrap()).await;
+    assert_eq!(status, 200);
+}
+
+on_both_databases!(
+    failed_logins_are_throttled_per_account,
+    failed_logins_are_throttled_per_address,
+    the_server_counts_failures_by_peer_address,
+    concurrent_guesses_stay_within_the_limit,
+    a_password_change_refuses_earlier_tokens,
+);

@@ -7,6 +7,7 @@ use app::migrate;
 use chrono::{DateTime, Utc};
 use strata::runner::Conn;
 
+use crate::access::login;
 use crate::api::{TestApp, answer};
 use crate::helpers::{
     Kind, TestDb, on_both_databases, one_line_failure, run_app, run_app_on, succeeded,
@@ -172,18 +173,6 @@ async fn old_todos(test_db: &TestDb) -> BTreeMap<String, OldTodo> {
     todos
 }
 
-async fn login(app: &TestApp, email: &str) -> (u16, serde_json::Value) {
-    answer(
-        app.client
-            .post(app.url("/api/access/login"))
-            .form(&[("username", email), ("password", PASSWORD)])
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await
-}
-
 fn bearer(
     app: &TestApp,
     method: reqwest::Method,
@@ -291,9 +280,9 @@ async fn adopt_keeps_users_todos_and_other_tables(kind: Kind) {
     );
 
     let app = TestApp::spawn_on(test_db, &[]).await;
-    let (status, body) = login(&app, "ann1@example.com").await;
+    let (status, body) = login(&app, "ann1@example.com", PASSWORD).await;
     assert_eq!(status, 403, "an inactive user is refused: {body}");
-    let (status, body) = login(&app, "ann0@example.com").await;
+    let (status, body) = login(&app, "ann0@example.com", PASSWORD).await;
     assert_eq!(status, 200, "{body}");
     let token = body["access_token"].as_str().unwrap().to_string();
     let (_, me) = answer(
@@ -510,7 +499,7 @@ async fn sql_and_json_show_the_plan(kind: Kind) {
     let json: serde_json::Value = serde_json::from_str(&out).expect("one JSON document");
     assert_eq!(json["adopted"], true);
     assert_eq!(json["plan"]["fromRevision"], "f1g2h3i4j5k6");
-    assert_eq!(json["plan"]["tables"].as_array().unwrap().len(), 6);
+    assert_eq!(json["plan"]["tables"].as_array().unwrap().len(), 7);
     assert_eq!(json["plan"]["leftAlone"].as_array().unwrap().len(), 6);
     assert!(json["backup"].is_null());
 }

@@ -160,3 +160,153 @@ pub fn error_fields(problem: &serde_json::Value) -> Vec<String> {
         .map(|e| e["field"].as_str().unwrap().to_string())
         .collect()
 }
+
+/// A response of the document with a `$ref` to `#/components/responses/...` followed.
+fn resolved<'a>(
+    doc: &'a serde_json::Value,
+    response: &'a serde_json::Value,
+) -> &'a serde_json::Value {
+    match response["$ref"].as_str() {
+        Some(reference) => {
+            let name = reference
+                .strip_prefix("#/components/responses/")
+                .unwrap_or_else(|| panic!("a response component: {reference}"));
+            &doc["components"]["responses"][name]
+        }
+        None => response,
+    }
+}
+
+/// The published contract: every operation of `/api/` lists every status it can answer, each
+/// error as problem JSON, and the request schemas carry the rules the API checks.
+#[tokio::test]
+async fn every_operation_lists_its_statuses_and_rules() {
+    let app = TestApp::spawn(Kind::Sqlite).await;
+    let response = app
+        .client
+        .get(app.url("/schema/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    let (status, doc) = answer(response).await;
+    assert_eq!(status, 200);
+    let mut operations = 0;
+    for (path, item) in doc["paths"].as_object().unwrap() {
+        if !path.starts_with("/api/") {
+            continue;
+        }
+        for (method, operation) in item.as_object().unwrap() {
+            operations += 1;
+            let label = format!("{} {path}", method.to_uppercase());
+            let responses = operation["responses"].as_object().unwrap();
+            let mut wanted = vec!["503"];
+            if operation["security"].is_array() {
+                wanted.extend(["401", "403"]);
+            }
+            if let Some(content) = operation["requestBody"]["content"].as_object() {
+                wanted.extend(["413", "415", "422"]);
+                if content.contains_key("application/json") {
+                    wanted.push("400");
+                }
+            }
+            if path.contains('{') {
+                wanted.extend(["400", "404"]);
+            }
+            for status in wanted {
+                assert!(responses.contains_key(status), "{label} lists {status}");
+            }
+            for (status, response) in responses {
+                if status.as_str() >= "400" {
+                    let response = resolved(&doc, response);
+                    assert_eq!(
+                        response["content"]["application/problem+json"]["schema"]["$ref"],
+                        "#/components/schemas/Problem",
+                        "{label} {status}"
+                    );
+                    assert!(response["description"].is_string(), "{label} {status}");
+                }
+            }
+            let unavailable = resolved(&doc, &operation["responses"]["503"]);
+            assert!(
+                unavailable["headers"]["retry-after"].is_object(),
+                "{label}: 503 has Retry-After"
+            );
+        }
+    }
+    assert_eq!(operations, 19, "every /api/ operation was checked");
+
+    let paths = &doc["paths"];
+    for (path, method, statuses) in [
+        ("/api/access/login", "post", &["401", "403", "429"][..]),
+        ("/api/access/signup", "post", &["409"]),
+        ("/api/users", "post", &["409"]),
+        ("/api/users/{id}", "patch", &["409"]),
+        ("/api/users/{id}", "delete", &["409"]),
+        ("/api/roles/{slug}/revoke", "post", &["409"]),
+        ("/api/todos", "post", &["409"]),
+        ("/api/todos/{id}", "patch", &["409"]),
+        ("/api/tags", "post", &["409"]),
+        ("/api/todos", "get", &["422"]),
+        ("/api/users", "get", &["422"]),
+    ] {
+        for status in statuses {
+            assert!(
+                paths[path][method]["responses"][status].is_object(),
+                "{method} {path} lists {status}"
+            );
+        }
+    }
+    assert!(
+        paths["/api/access/login"]["post"]["responses"]["429"]["headers"]["retry-after"]
+            .is_object()
+    );
+
+    let schemas = &doc["components"]["schemas"];
+    for body in ["SignupBody", "NewUserBody"] {
+        let props = &schemas[body]["properties"];
+        assert_eq!(props["email"]["format"], "email", "{body}");
+        assert_eq!(props["email"]["maxLength"], 254, "{body}");
+        assert_eq!(props["password"]["minLength"], 8, "{body}");
+        assert_eq!(props["password"]["maxLength"], 1024, "{body}");
+        assert!(trims_to_at_most(&props["name"]["pattern"], 255), "{body}");
+    }
+    let patch = &schemas["UserPatchBody"]["properties"];
+    assert_eq!(patch["email"]["format"], "email");
+    assert_eq!(patch["password"]["minLength"], 8);
+    assert!(schemas["RoleAssignment"]["properties"]["email"]["pattern"].is_string());
+    assert_eq!(
+        schemas["RoleAssignment"]["properties"]["email"]["minLength"],
+        1
+    );
+    for body in ["NewTodoBody", "TodoPatchBody"] {
+        let props = &schemas[body]["properties"];
+        assert_eq!(props["item"]["minLength"], 1, "{body}");
+        assert!(
+            trims_to_at_most(&props["item"]["pattern"], 100),
+            "{body}: 1 to 100 characters once trimmed"
+        );
+        assert_eq!(props["description"]["maxLength"], 1024, "{body}");
+        assert_eq!(props["tags"]["maxItems"], 50, "{body}");
+        assert!(
+            props["startTime"]["description"]
+                .as_str()
+                .is_some_and(|text| text.contains("before `endTime`")),
+            "{body}: the range rule is described"
+        );
+    }
+    let tag_name = &schemas["TagName"];
+    assert_eq!(tag_name["minLength"], 1);
+    assert!(trims_to_at_most(&tag_name["pattern"], 100));
+    assert!(trims_to_at_most(
+        &schemas["NewTagBody"]["properties"]["name"]["pattern"],
+        100
+    ));
+}
+
+/// Whether `pattern` allows at most `max` characters once trimmed (the domain trims before it
+/// counts) and refuses U+0000: a first non-blank character, up to `max - 2` more, a last one.
+fn trims_to_at_most(pattern: &serde_json::Value, max: usize) -> bool {
+    pattern.as_str().is_some_and(|p| {
+        p.contains(&format!("{{0,{}}}", max - 2)) && p.contains(r"\u0000") && p.contains(r"\u3000")
+    })
+}

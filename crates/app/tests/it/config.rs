@@ -4,7 +4,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use app::config::{Backend, ConfigError, DatabaseUrl, Environment, Settings};
+use app::config::{Backend, ConfigError, DatabaseUrl, Environment, SecretKeySource, Settings};
 
 fn vars(pairs: &[(&str, &str)]) -> HashMap<String, String> {
     pairs
@@ -43,6 +43,10 @@ fn defaults_match_the_reference() {
     assert_eq!(db.fixture_path, PathBuf::from("crates/app/fixtures"));
     assert_eq!(s.log_filter, "info");
     assert_eq!(s.http.addr(), "127.0.0.1:8000");
+    let throttle = &s.login_throttle;
+    assert_eq!(throttle.max_failures_per_account, 5);
+    assert_eq!(throttle.max_failures_per_address, 20);
+    assert_eq!(throttle.window, Duration::from_secs(900));
 }
 
 #[test]
@@ -63,6 +67,9 @@ fn every_value_is_read() {
         ("DATABASE_MIGRATION_DDL_VERSION_TABLE", "schema_version"),
         ("DATABASE_FIXTURE_PATH", "db/fixtures"),
         ("LOG_LEVEL", "WARNING"),
+        ("LOGIN_MAX_FAILURES", "3"),
+        ("LOGIN_MAX_FAILURES_PER_ADDRESS", "50"),
+        ("LOGIN_THROTTLE_WINDOW", "2.5"),
     ])
     .unwrap();
     assert_eq!(s.environment, Environment::Production);
@@ -77,6 +84,9 @@ fn every_value_is_read() {
     assert_eq!(db.version_table, "schema_version");
     assert_eq!(db.fixture_path, PathBuf::from("db/fixtures"));
     assert_eq!(s.log_filter, "warn");
+    assert_eq!(s.login_throttle.max_failures_per_account, 3);
+    assert_eq!(s.login_throttle.max_failures_per_address, 50);
+    assert_eq!(s.login_throttle.window, Duration::from_millis(2500));
 }
 
 #[test]
@@ -181,6 +191,11 @@ fn bad_values_name_the_variable_and_the_value() {
         ("APP_PORT", "70000"),
         ("LOG_LEVEL", "loud"),
         ("SECRET_KEY", "short"),
+        ("LOGIN_MAX_FAILURES", "0"),
+        ("LOGIN_MAX_FAILURES", "many"),
+        ("LOGIN_MAX_FAILURES_PER_ADDRESS", "-1"),
+        ("LOGIN_THROTTLE_WINDOW", "0"),
+        ("LOGIN_THROTTLE_WINDOW", "15m"),
     ];
     for (var, value) in cases {
         let err = error_for(var, value);
@@ -285,4 +300,184 @@ fn shipped_env_files_are_valid() {
     assert_eq!(db.pool_timeout, Duration::from_secs(60));
     assert_eq!(db.pool_recycle, Some(Duration::from_secs(3600)));
     assert!(db.pre_ping);
+    assert_eq!(
+        s.login_throttle,
+        app::config::LoginThrottle {
+            max_failures_per_account: 5,
+            max_failures_per_address: 20,
+            window: Duration::from_secs(900),
+        },
+        "the example spells out the defaults"
+    );
+}
+
+#[test]
+fn shutdown_timeout_defaults_to_ten_seconds() {
+    assert_eq!(
+        load(&[]).unwrap().http.shutdown_timeout,
+        Duration::from_secs(10)
+    );
+    let s = load(&[("APP_SHUTDOWN_TIMEOUT", "2.5")]).unwrap();
+    assert_eq!(s.http.shutdown_timeout, Duration::from_millis(2500));
+    for value in ["0", "-1", "soon"] {
+        let err = error_for("APP_SHUTDOWN_TIMEOUT", value);
+        assert_eq!(err.var, "APP_SHUTDOWN_TIMEOUT", "{err}");
+        assert!(err.to_string().contains(value), "{err}");
+    }
+}
+
+#[test]
+fn without_secret_key_the_key_is_random_never_a_constant() {
+    let (a, b) = (load(&[]).unwrap(), load(&[]).unwrap());
+    assert_ne!(a.secret_key, b.secret_key, "a new key each time");
+    assert!(a.secret_key.expose().len() >= 32);
+    assert_eq!(
+        a.secret_key_source,
+        SecretKeySource::LocalFile(PathBuf::from(".app/local_secret_key"))
+    );
+    let s = load(&[("SECRET_KEY", "0123456789abcdef0123456789abcdef")]).unwrap();
+    assert_eq!(s.secret_key_source, SecretKeySource::Setting);
+}
+
+#[cfg(unix)]
+#[test]
+fn the_local_secret_key_is_made_once_and_only_its_owner_reads_it() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keys/local_secret_key");
+    let path_var = path.display().to_string();
+    let settings = || load(&[("LOCAL_SECRET_KEY_PATH", &path_var)]).unwrap();
+    let mode =
+        |path: &std::path::Path| std::fs::metadata(path).unwrap().permissions().mode() & 0o777;
+
+    let mut first = settings();
+    let made = first.load_local_secret_key().unwrap().unwrap();
+    assert!(made.created);
+    assert_eq!(made.path, path);
+    assert_eq!(mode(&path), 0o600);
+    assert_eq!(mode(path.parent().unwrap()), 0o700);
+    let kept = std::fs::read_to_string(&path).unwrap();
+    assert_eq!(kept.trim(), first.secret_key.expose());
+    assert!(kept.trim().len() >= 32);
+
+    let mut second = settings();
+    assert!(!second.load_local_secret_key().unwrap().unwrap().created);
+    assert_eq!(second.secret_key, first.secret_key, "the same key");
+
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let err = settings().load_local_secret_key().unwrap_err();
+    assert_eq!(err.var, "LOCAL_SECRET_KEY_PATH");
+    assert!(err.to_string().contains("chmod 600"), "{err}");
+    assert!(
+        !err.to_string().contains(first.secret_key.expose()),
+        "{err}"
+    );
+
+    std::fs::write(&path, "short\n").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let err = settings().load_local_secret_key().unwrap_err();
+    assert!(err.to_string().contains("delete it"), "{err}");
+
+    let other = dir.path().join("unused");
+    let mut with_key = load(&[
+        ("SECRET_KEY", "0123456789abcdef0123456789abcdef"),
+        ("LOCAL_SECRET_KEY_PATH", &other.display().to_string()),
+    ])
+    .unwrap();
+    assert_eq!(with_key.load_local_secret_key().unwrap(), None);
+    assert!(!other.exists(), "no file when SECRET_KEY is set");
+}
+
+/// `app run` twice in one folder with no SECRET_KEY (development, the default): the second run
+/// accepts the first run's token, as the key is kept in `.app/local_secret_key` (mode 0600);
+/// a run in another folder has another key and refuses it.
+#[cfg(unix)]
+#[tokio::test]
+async fn runs_without_secret_key_share_the_key_kept_in_the_working_directory() {
+    use crate::shutdown::Server;
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let stop = Duration::from_secs(12);
+
+    let mut first = Server::start(dir.path(), &[], &[]).await;
+    let token = first.sign_in("ann@example.com").await;
+    assert_eq!(first.me(&token).await, 200);
+    first.stop(stop).await;
+    let log = first.log();
+    assert!(
+        log.lines().any(|l| l.contains("INFO")
+            && l.contains("made a new signing key")
+            && l.contains(".app/local_secret_key")),
+        "{log}"
+    );
+    let key_file = dir.path().join(".app/local_secret_key");
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let key = std::fs::read_to_string(&key_file).unwrap();
+
+    let mut second = Server::start(dir.path(), &[], &[]).await;
+    assert_eq!(
+        second.me(&token).await,
+        200,
+        "the first run's token still works"
+    );
+    second.stop(stop).await;
+    assert!(
+        second.log().contains("signing with the key kept"),
+        "{}",
+        second.log()
+    );
+    assert_eq!(
+        std::fs::read_to_string(&key_file).unwrap(),
+        key,
+        "kept, not remade"
+    );
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let same_db = format!(
+        "sqlite+aiosqlite:///{}",
+        dir.path().join("db.sqlite3").display()
+    );
+    let mut third = Server::start(elsewhere.path(), &[], &[("DATABASE_URL", &same_db)]).await;
+    assert_eq!(third.me(&token).await, 401, "another folder, another key");
+    third.stop(stop).await;
+    assert_ne!(
+        std::fs::read_to_string(elsewhere.path().join(".app/local_secret_key")).unwrap(),
+        key
+    );
+}
+
+/// `app run --host 0.0.0.0` outside production warns in one line; on loopback, or in
+/// production, it does not.
+#[tokio::test]
+async fn listening_beyond_loopback_outside_production_warns() {
+    use crate::helpers::{Kind, TestDb};
+    use crate::shutdown::Server;
+    let db = TestDb::new(Kind::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let warning = "reachable from other machines";
+    for (env, host, warns) in [
+        ("testing", "0.0.0.0", true),
+        ("testing", "127.0.0.1", false),
+        ("production", "0.0.0.0", false),
+    ] {
+        let vars = [
+            ("APP_ENV", env),
+            ("DATABASE_URL", db.url.as_str()),
+            ("SECRET_KEY", "0123456789abcdef0123456789abcdef"),
+            ("LOG_LEVEL", "info"),
+        ];
+        let mut app = Server::start(dir.path(), &["--host", host], &vars).await;
+        app.stop(Duration::from_secs(12)).await;
+        let log = app.log();
+        let lines: Vec<&str> = log.lines().filter(|l| l.contains(warning)).collect();
+        if warns {
+            assert_eq!(lines.len(), 1, "{log}");
+            assert!(lines[0].contains("WARN"), "{log}");
+            assert!(lines[0].contains("APP_ENV=testing"), "{log}");
+            assert!(lines[0].contains("APP_ENV=production"), "{log}");
+        } else {
+            assert!(lines.is_empty(), "{env} {host}: {log}");
+        }
+    }
 }

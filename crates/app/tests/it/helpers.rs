@@ -349,6 +349,11 @@ pub(crate) use on_both_databases;
 /// terminal on stdin, and with only PATH (to find pg_dump and friends), NO_COLOR, the shipped
 /// fixtures and `vars` set.
 pub fn run_app(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
+    app_command(dir, args, vars).output().expect("app runs")
+}
+
+/// The `app` command `run_app` runs, for a test that must start it and watch it run.
+pub fn app_command(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_app"));
     command
         .args(args)
@@ -361,7 +366,7 @@ pub fn run_app(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> std::process
     for (key, value) in vars {
         command.env(key, value);
     }
-    command.output().expect("app runs")
+    command
 }
 
 /// `run_app` in a new temp folder with APP_ENV=testing and DATABASE_URL=`url`.

@@ -177,3 +177,20 @@ async fn unknown_roles_users_and_callers_postgres() {
 async fn unknown_roles_users_and_callers_sqlite() {
     unknown_roles_users_and_callers(Kind::Sqlite).await;
 }
+
+async fn racing_revokes_leave_one_superuser(kind: Kind) {
+    use crate::users::Takeaway::*;
+    crate::users::race_superusers(
+        kind,
+        &[
+            (RevokeRole, RevokeRole),
+            (RevokeRole, Demote),
+            (Delete, RevokeRole),
+            (RevokeRole, Deactivate),
+        ],
+        15,
+    )
+    .await;
+}
+
+crate::helpers::on_both_databases!(racing_revokes_leave_one_superuser);

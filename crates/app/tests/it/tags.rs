@@ -1,6 +1,7 @@
 //! `/api/tags` on both databases: counts, unique names per user, deleting detaches, and
 //! isolation between users.
 
+use app::domain::tags;
 use serde_json::{Value, json};
 
 use crate::api::{TestApp, TestUser, answer};
@@ -14,6 +15,7 @@ on_both_databases!(
     deleting_a_tag_detaches_it_from_todos,
     other_users_tags_answer_404,
     ids_and_tokens_are_checked,
+    making_tags_binds_a_bounded_number_of_values,
 );
 
 fn id(value: &Value) -> String {
@@ -254,4 +256,39 @@ async fn ids_and_tokens_are_checked(kind: Kind) {
         assert_eq!(status, 401, "{problem}");
     }
     assert_eq!(counts(&app, &ann).await, owned(&[("mine", 0)]));
+}
+
+async fn making_tags_binds_a_bounded_number_of_values(kind: Kind) {
+    let app = TestApp::spawn(kind).await;
+    let ann = app.user("ann@example.com", false).await;
+    let db = app.db.connect(&[]).await;
+    // 11,000 names in one INSERT would bind 66,000 values: over PostgreSQL's 65,535 and
+    // SQLite's 32,766. The domain splits them, whatever the HTTP limit on tags per todo.
+    let names: Vec<String> = (0..11_000).map(|i| format!("tag {i:05}")).collect();
+    let made = tags::ensure_tags(db.conn(), ann.id, &names)
+        .await
+        .expect("made in batches");
+    assert_eq!(made.len(), names.len());
+    assert!(
+        made.iter().zip(&names).all(|(tag, name)| tag.name == *name),
+        "in the order given"
+    );
+
+    // Again, the known ones in another order, repeated, and one new name.
+    let mut again: Vec<String> = names[5_500..].to_vec();
+    again.extend(names.iter().cloned());
+    again.push(" new ".into());
+    let found = tags::ensure_tags(db.conn(), ann.id, &again)
+        .await
+        .expect("found in batches");
+    assert_eq!(found.len(), names.len() + 1);
+    assert_eq!(found[0].name, names[5_500]);
+    assert_eq!(found[names.len()].name, "new");
+    let same = found.iter().find(|tag| tag.name == names[0]).unwrap();
+    assert_eq!(same.id, made[0].id, "an existing tag is kept");
+    assert_eq!(
+        tags::list(db.conn(), ann.id).await.unwrap().len(),
+        names.len() + 1
+    );
+    db.close().await;
 }

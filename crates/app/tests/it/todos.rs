@@ -4,7 +4,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use app::domain::todos::{self, NewTodo, TodoQuery};
+use app::domain::todos::{self, NewTodo, TodoError, TodoPatch, TodoQuery};
 use chrono::{DateTime, Utc};
 use serde_json::{Value, json};
 
@@ -30,6 +30,8 @@ on_both_databases!(
     list_sorts_by_each_field_both_ways,
     bad_list_parameters_answer_422,
     a_page_takes_at_most_three_statements,
+    the_domain_limits_tags_and_keeps_microseconds,
+    a_json_body_in_another_charset_answers_415,
 );
 
 /// Query parameters of a list request.
@@ -1020,4 +1022,150 @@ async fn a_page_takes_at_most_three_statements(kind: Kind) {
     );
     assert!(statements <= 3, "filtered: {statements} statements");
     db.close().await;
+}
+
+/// What the HTTP API refuses or normalizes (tests/it/input.rs), the domain does too, for every
+/// other caller.
+async fn the_domain_limits_tags_and_keeps_microseconds(kind: Kind) {
+    let app = TestApp::spawn(kind).await;
+    let ann = app.user("ann@example.com", false).await;
+    let db = app.db.connect(&[]).await;
+    let names = |count: usize| -> Vec<String> { (0..count).map(|i| format!("t{i}")).collect() };
+    let fields_of = |err: TodoError| -> Vec<String> {
+        match err {
+            TodoError::Invalid(problems) => problems.into_iter().map(|(f, _)| f).collect(),
+            other => panic!("not a validation error: {other:?}"),
+        }
+    };
+
+    let too_many = NewTodo {
+        item: "many".into(),
+        tags: names(todos::MAX_TAGS + 1),
+        ..NewTodo::default()
+    };
+    let err = todos::create(db.conn(), ann.id, too_many)
+        .await
+        .expect_err("too many tags");
+    assert_eq!(fields_of(err), ["tags"]);
+    // Within one microsecond (and a leap second): no range.
+    let within = NewTodo {
+        item: "short".into(),
+        start_time: Some(time("2016-12-31T23:59:60.0000005Z")),
+        end_time: Some(time("2017-01-01T00:00:00.0000009Z")),
+        ..NewTodo::default()
+    };
+    let err = todos::create(db.conn(), ann.id, within)
+        .await
+        .expect_err("an empty range");
+    assert_eq!(fields_of(err), ["startTime"]);
+
+    let new = NewTodo {
+        item: "fifty".into(),
+        alarm_time: Some(time("2016-12-31T23:00:00.999999999Z")),
+        start_time: Some(time("2016-12-31T23:59:60.1234567Z")),
+        end_time: Some(time("2017-01-01T01:00:00.0000009Z")),
+        tags: names(todos::MAX_TAGS),
+        ..NewTodo::default()
+    };
+    let made = todos::create(db.conn(), ann.id, new).await.expect("made");
+    assert_eq!(made.tags.len(), todos::MAX_TAGS);
+    let stored = todos::get(db.conn(), ann.id, made.todo.id).await.unwrap();
+    for todo in [&made.todo, &stored.todo] {
+        assert_eq!(todo.alarm_time, Some(time("2016-12-31T23:00:00.999999Z")));
+        assert_eq!(todo.start_time, Some(time("2017-01-01T00:00:00.123456Z")));
+        assert_eq!(todo.end_time, Some(time("2017-01-01T01:00:00Z")));
+    }
+
+    let patch = TodoPatch {
+        tags: Some(names(todos::MAX_TAGS + 1)),
+        ..TodoPatch::default()
+    };
+    let err = todos::update(db.conn(), ann.id, made.todo.id, patch)
+        .await
+        .expect_err("too many tags");
+    assert_eq!(fields_of(err), ["tags"]);
+    let patch = TodoPatch {
+        end_time: Some(Some(time("2017-01-01T00:00:00.1234569Z"))),
+        ..TodoPatch::default()
+    };
+    let err = todos::update(db.conn(), ann.id, made.todo.id, patch)
+        .await
+        .expect_err("an empty range");
+    assert_eq!(fields_of(err), ["startTime"]);
+
+    for (query, matches) in [
+        (
+            TodoQuery {
+                start_time_from: Some(time("2017-01-01T00:00:00.1234569Z")),
+                ..TodoQuery::default()
+            },
+            true,
+        ),
+        (
+            TodoQuery {
+                end_time_to: Some(time("2017-01-01T01:00:00.0000009Z")),
+                ..TodoQuery::default()
+            },
+            true,
+        ),
+        (
+            TodoQuery {
+                start_time_to: Some(time("2016-12-31T23:59:60.1234561Z")),
+                ..TodoQuery::default()
+            },
+            true,
+        ),
+        (
+            TodoQuery {
+                start_time_from: Some(time("2016-12-31T23:59:60.123457Z")),
+                ..TodoQuery::default()
+            },
+            false,
+        ),
+    ] {
+        let (_, total) = todos::list(db.conn(), ann.id, &query).await.unwrap();
+        assert_eq!(total, u64::from(matches), "{query:?}");
+    }
+    db.close().await;
+}
+
+/// JSON is UTF-8 (RFC 8259 8.1): a body declared in another charset is refused, not misread.
+async fn a_json_body_in_another_charset_answers_415(kind: Kind) {
+    let app = TestApp::spawn(kind).await;
+    let ann = app.user("ann@example.com", false).await;
+    let body = r#"{"item": "Caf\u00e9"}"#;
+    for content_type in [
+        "application/json; charset=latin1",
+        "application/json; charset=\"ISO-8859-1\"",
+        "application/json;charset=utf-16",
+    ] {
+        let response = app
+            .post("/api/todos", &ann)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let (status, problem) = answer(response).await;
+        assert_eq!(status, 415, "{content_type}: {problem}");
+    }
+    let (status, page) = answer(app.get("/api/todos", &ann).send().await.unwrap()).await;
+    assert_eq!(status, 200);
+    assert_eq!(page["total"], 0, "nothing was stored: {page}");
+
+    for content_type in [
+        "application/json; charset=utf-8",
+        "application/json; charset=UTF-8",
+    ] {
+        let response = app
+            .post("/api/todos", &ann)
+            .header("content-type", content_type)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let (status, todo) = answer(response).await;
+        assert_eq!(status, 201, "{content_type}: {todo}");
+        assert_eq!(todo["item"], "Café");
+    }
 }

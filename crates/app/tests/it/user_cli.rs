@@ -185,6 +185,19 @@ async fn promote_and_demote(kind: Kind) {
         "twice is harmless"
     );
 
+    // Another superuser, so that Hal is not the last one.
+    succeeded(&run_app_on(
+        &test_db.url,
+        &[
+            "user",
+            "create",
+            "--email",
+            "root@example.com",
+            "--password",
+            PASSWORD,
+            "--superuser",
+        ],
+    ));
     succeeded(&run_app_on(
         &test_db.url,
         &["user", "demote", "--email", "hal@example.com"],
@@ -212,6 +225,68 @@ async fn promote_and_demote_postgres() {
 #[tokio::test]
 async fn promote_and_demote_sqlite() {
     promote_and_demote(Kind::Sqlite).await;
+}
+
+async fn demote_keeps_the_last_active_superuser(kind: Kind) {
+    let test_db = TestDb::new(kind).await;
+    for (email, superuser) in [("root@example.com", true), ("ida@example.com", false)] {
+        let mut args = vec!["user", "create", "--email", email, "--password", PASSWORD];
+        if superuser {
+            args.push("--superuser");
+        }
+        succeeded(&run_app_on(&test_db.url, &args));
+    }
+
+    let line = only_line_failure(
+        &run_app_on(
+            &test_db.url,
+            &["user", "demote", "--email", "root@example.com"],
+        ),
+        1,
+    );
+    assert!(
+        line.contains("root@example.com is the last active superuser"),
+        "{line}"
+    );
+    let db = test_db.connect(&[("DATABASE_POOL_SIZE", "1")]).await;
+    assert_eq!(
+        roles_of(db.conn(), "root@example.com").await,
+        (
+            true,
+            vec!["application-access".to_string(), SUPERUSER_ROLE.to_string()]
+        ),
+        "nothing changed"
+    );
+
+    // With a second one, either may go (but not both).
+    succeeded(&run_app_on(
+        &test_db.url,
+        &["user", "promote", "--email", "ida@example.com"],
+    ));
+    succeeded(&run_app_on(
+        &test_db.url,
+        &["user", "demote", "--email", "root@example.com"],
+    ));
+    assert!(!roles_of(db.conn(), "root@example.com").await.0);
+    let line = only_line_failure(
+        &run_app_on(
+            &test_db.url,
+            &["user", "demote", "--email", "ida@example.com"],
+        ),
+        1,
+    );
+    assert!(line.contains("last active superuser"), "{line}");
+    db.close().await;
+}
+
+#[tokio::test]
+async fn demote_keeps_the_last_active_superuser_postgres() {
+    demote_keeps_the_last_active_superuser(Kind::Postgres).await;
+}
+
+#[tokio::test]
+async fn demote_keeps_the_last_active_superuser_sqlite() {
+    demote_keeps_the_last_active_superuser(Kind::Sqlite).await;
 }
 
 #[test]

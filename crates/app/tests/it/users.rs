@@ -1,17 +1,21 @@
 //! `/api/users`: superusers only; paging, search, create, change, delete with cascades.
 
+use app::db::Database;
+use app::domain::accounts::{self, Actor, Guarded, Refusal, UserPatch};
 use app::models::{tag, todo, user_account, user_account_role, user_account_todo_tag};
 use reqwest::StatusCode;
 use sea_orm::ActiveValue::Set;
+use sea_orm::sea_query::Expr;
 use sea_orm::{
-    ActiveModelBehavior, ActiveModelTrait, ColumnTrait, EntityTrait, PaginatorTrait, QueryFilter,
+    ActiveModelBehavior, ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel,
+    PaginatorTrait, QueryFilter,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
 
 use crate::access::login;
 use crate::api::{PASSWORD, TestApp, TestUser, answer, error_fields, role_slugs};
-use crate::helpers::Kind;
+use crate::helpers::{Kind, TestDb, on_both_databases};
 
 async fn create(app: &TestApp, admin: &TestUser, body: &Value) -> (u16, Value) {
     answer(
@@ -581,3 +585,204 @@ async fn oversized_and_mistyped_bodies_postgres() {
 async fn oversized_and_mistyped_bodies_sqlite() {
     oversized_and_mistyped_bodies(Kind::Sqlite).await;
 }
+
+/// How one superuser takes another's rights away, through the HTTP API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Takeaway {
+    Demote,
+    Deactivate,
+    Delete,
+    RevokeRole,
+}
+
+impl Takeaway {
+    fn request(
+        self,
+        app: &TestApp,
+        actor: &TestUser,
+        target: &TestUser,
+    ) -> reqwest::RequestBuilder {
+        let path = format!("/api/users/{}", target.id);
+        match self {
+            Takeaway::Demote => app.patch(&path, actor).json(&json!({"isSuperuser": false})),
+            Takeaway::Deactivate => app.patch(&path, actor).json(&json!({"isActive": false})),
+            Takeaway::Delete => app.delete(&path, actor),
+            Takeaway::RevokeRole => app
+                .post("/api/roles/superuser/revoke", actor)
+                .json(&json!({"email": target.email})),
+        }
+    }
+}
+
+/// Active superusers in the database now.
+pub async fn active_superusers(db: &Database) -> u64 {
+    user_account::Entity::find()
+        .filter(user_account::Column::IsSuperuser.eq(true))
+        .filter(user_account::Column::IsActive.eq(true))
+        .count(db.conn())
+        .await
+        .unwrap()
+}
+
+/// Makes every account an ordinary one, straight in the database.
+async fn no_superusers(db: &Database) {
+    user_account::Entity::update_many()
+        .col_expr(user_account::Column::IsSuperuser, Expr::value(false))
+        .exec(db.conn())
+        .await
+        .unwrap();
+}
+
+/// Rounds of two superusers, the only two, taking each other's rights at the same moment with
+/// each pair of `takeaways` in turn: one wins, the other is refused with problem JSON (409 when
+/// both requests got past sign-in before either changed anything, which most rounds manage;
+/// 403 or 401 when the winner's change was already in when the loser's token was checked), and
+/// one active superuser is left every time.
+pub async fn race_superusers(kind: Kind, takeaways: &[(Takeaway, Takeaway)], rounds: usize) {
+    let app = TestApp::spawn(kind).await;
+    let db = app.db.connect(&[("DATABASE_POOL_SIZE", "1")]).await;
+    let mut conflicts = 0;
+    for round in 0..rounds {
+        no_superusers(&db).await;
+        let a = app.user(&format!("a{round}@example.com"), true).await;
+        let b = app.user(&format!("b{round}@example.com"), true).await;
+        let (a_does, b_does) = takeaways[round % takeaways.len()];
+        let (by_a, by_b) = tokio::join!(
+            a_does.request(&app, &a, &b).send(),
+            b_does.request(&app, &b, &a).send()
+        );
+        let (by_a, by_b) = (answer(by_a.unwrap()).await, answer(by_b.unwrap()).await);
+        let context = format!("round {round}, {a_does:?} vs {b_does:?}: {by_a:?} / {by_b:?}");
+        let won = |status: u16| status == 200 || status == 204;
+        assert!(won(by_a.0) != won(by_b.0), "exactly one wins: {context}");
+        let loser = if won(by_a.0) { &by_b } else { &by_a };
+        assert!([409, 403, 401].contains(&loser.0), "{context}");
+        if loser.0 == 409 {
+            conflicts += 1;
+            assert!(
+                loser.1["detail"]
+                    .as_str()
+                    .unwrap()
+                    .contains("last active superuser"),
+                "{context}"
+            );
+        }
+        assert_eq!(active_superusers(&db).await, 1, "{context}");
+    }
+    db.close().await;
+    assert!(conflicts > 0, "no round raced; the test proves nothing");
+}
+
+async fn racing_superusers_leave_one_active(kind: Kind) {
+    use Takeaway::*;
+    race_superusers(
+        kind,
+        &[
+            (Demote, Demote),
+            (Delete, Demote),
+            (Deactivate, Demote),
+            (Delete, Delete),
+            (Deactivate, Delete),
+        ],
+        15,
+    )
+    .await;
+}
+
+/// A superuser straight in the database (no password: the domain is called directly).
+async fn superuser(db: &Database, email: &str) -> user_account::Model {
+    let mut row = user_account::ActiveModel::new();
+    row.email = Set(email.to_string());
+    row.is_superuser = Set(true);
+    row.joined_at = Set(chrono::Utc::now().date_naive());
+    row.insert(db.conn()).await.unwrap()
+}
+
+fn demote() -> UserPatch {
+    UserPatch {
+        is_superuser: Some(false),
+        ..UserPatch::default()
+    }
+}
+
+/// The domain functions themselves, raced with no HTTP in between: both always get past the
+/// door, so the loser is always refused inside the transaction, as the last superuser.
+async fn the_rule_holds_inside_the_transaction(kind: Kind) {
+    let test_db = TestDb::new(kind).await;
+    let db = test_db.connect(&[]).await;
+    for round in 0..12 {
+        no_superusers(&db).await;
+        let a = superuser(&db, &format!("a{round}@example.com")).await;
+        let b = superuser(&db, &format!("b{round}@example.com")).await;
+        let by_a = accounts::update_user(db.conn(), Actor::Superuser(a.id), b.id, demote());
+        let outcomes = if round % 2 == 0 {
+            let by_b = accounts::update_user(db.conn(), Actor::Superuser(b.id), a.id, demote());
+            let (x, y) = tokio::join!(by_a, by_b);
+            [x.map(|_| ()), y.map(|_| ())]
+        } else {
+            let by_b = accounts::delete_user(db.conn(), Actor::Superuser(b.id), a.id);
+            let (x, y) = tokio::join!(by_a, by_b);
+            [x.map(|_| ()), y]
+        };
+        let refused: Vec<_> = outcomes.iter().filter_map(|o| o.as_ref().err()).collect();
+        assert_eq!(refused.len(), 1, "round {round}: {outcomes:?}");
+        assert!(
+            matches!(refused[0], Guarded::Refused(Refusal::LastSuperuser(_))),
+            "round {round}: {outcomes:?}"
+        );
+        assert_eq!(active_superusers(&db).await, 1, "round {round}");
+    }
+
+    // Alone, nobody removes the last one either, not even from the shell.
+    no_superusers(&db).await;
+    let last = superuser(&db, "last@example.com").await;
+    for patch in [
+        demote(),
+        UserPatch {
+            is_active: Some(false),
+            ..UserPatch::default()
+        },
+    ] {
+        let refused = accounts::update_user(db.conn(), Actor::Operator, last.id, patch).await;
+        assert!(
+            matches!(refused, Err(Guarded::Refused(Refusal::LastSuperuser(ref email))) if email == "last@example.com"),
+            "{refused:?}"
+        );
+    }
+    let refused = accounts::delete_user(db.conn(), Actor::Operator, last.id).await;
+    assert!(
+        matches!(refused, Err(Guarded::Refused(Refusal::LastSuperuser(_)))),
+        "{refused:?}"
+    );
+    // An inactive superuser does not count, and can go.
+    let mut idle = superuser(&db, "idle@example.com").await.into_active_model();
+    idle.is_active = Set(false);
+    let idle = idle.update(db.conn()).await.unwrap();
+    accounts::update_user(db.conn(), Actor::Operator, idle.id, demote())
+        .await
+        .expect("demoting an inactive superuser leaves the active one");
+    // A superuser who lost their rights meanwhile is refused, even for a harmless change.
+    let other = superuser(&db, "other@example.com").await;
+    let gone = Uuid::now_v7();
+    let refused = accounts::update_user(
+        db.conn(),
+        Actor::Superuser(gone),
+        other.id,
+        UserPatch {
+            name: Some(Some("x".into())),
+            ..UserPatch::default()
+        },
+    )
+    .await;
+    assert!(
+        matches!(refused, Err(Guarded::Refused(Refusal::NotSuperuser))),
+        "{refused:?}"
+    );
+    assert_eq!(active_superusers(&db).await, 2);
+    db.close().await;
+}
+
+on_both_databases!(
+    racing_superusers_leave_one_active,
+    the_rule_holds_inside_the_transaction,
+);
