@@ -7,8 +7,9 @@ use std::collections::BTreeSet;
 
 use app::db::Database;
 use app::migrate;
-use strata::runner::{self, Conn, RunError};
-use strata::state::{Direction, History};
+use strata::migrator::Migrator;
+use strata::runner::Conn;
+use strata::state::Direction;
 use strata::{Dialect, Schema};
 
 use crate::helpers::{Kind, TestDb, run_app, run_app_on};
@@ -33,37 +34,15 @@ async fn live_schema(conn: &mut Conn) -> Schema {
     }
 }
 
-async fn applied_set(conn: &mut Conn) -> BTreeSet<String> {
-    runner::applied(conn, VERSION_TABLE)
+/// The revisions the migrator reads as applied.
+async fn applied_set(migrator: &Migrator, conn: &mut Conn) -> BTreeSet<String> {
+    migrator
+        .applied(conn)
         .await
         .unwrap()
         .into_iter()
         .map(|a| a.revision)
         .collect()
-}
-
-async fn up(conn: &mut Conn, history: &History, target: &str) -> Result<Vec<String>, RunError> {
-    runner::run(
-        conn,
-        history,
-        VERSION_TABLE,
-        Direction::Up,
-        target,
-        &mut |_| {},
-    )
-    .await
-}
-
-async fn down(conn: &mut Conn, history: &History, target: &str) -> Result<Vec<String>, RunError> {
-    runner::run(
-        conn,
-        history,
-        VERSION_TABLE,
-        Direction::Down,
-        target,
-        &mut |_| {},
-    )
-    .await
 }
 
 /// Asserts that a live schema of `dialect` has no drift from `expected`.
@@ -77,9 +56,9 @@ fn assert_no_drift(expected: &Schema, live: &Schema, dialect: Dialect, context: 
 }
 
 /// Asserts the live schema is what the migrations say it should be at the applied revisions.
-async fn assert_matches_history(conn: &mut Conn, history: &History, context: &str) {
-    let applied = applied_set(conn).await;
-    let expected = history.schema_with(&applied).unwrap();
+async fn assert_matches_history(migrator: &Migrator, conn: &mut Conn, context: &str) {
+    let applied = applied_set(migrator, conn).await;
+    let expected = migrator.history().schema_with(&applied).unwrap();
     let live = live_schema(conn).await;
     assert_no_drift(&expected, &live, conn.dialect(), context);
 }
@@ -125,18 +104,25 @@ async fn app_chain_up_and_down_by_introspection(kind: Kind) {
     let settings = test_db.settings(&[]);
     let db = Database::connect(&settings.database).await.unwrap();
     let mut conn = migrate::connection(&db).await.unwrap();
-    let history = migrate::history().unwrap();
+    // Through the application's migrator, as every command runs migrations.
+    let migrator = migrate::migrator(&settings.database).unwrap();
     let mut snapshots = vec![live_schema(&mut conn).await];
-    for _ in history.migrations() {
-        up(&mut conn, &history, "+1").await.unwrap();
-        assert_matches_history(&mut conn, &history, "app upgrade").await;
+    for _ in migrator.history().migrations() {
+        migrator
+            .run(&mut conn, Direction::Up, "+1", &mut |_| {})
+            .await
+            .unwrap();
+        assert_matches_history(&migrator, &mut conn, "app upgrade").await;
         snapshots.push(live_schema(&mut conn).await);
     }
     let report = migrate::check(&db, &settings.database).await.unwrap();
     assert!(report.is_clean(), "{report:?}");
     snapshots.pop();
     while let Some(expected) = snapshots.pop() {
-        down(&mut conn, &history, "-1").await.unwrap();
+        migrator
+            .run(&mut conn, Direction::Down, "-1", &mut |_| {})
+            .await
+            .unwrap();
         let live = live_schema(&mut conn).await;
         assert_no_drift(&expected, &live, dialect(kind), "downgrade restores");
     }
