@@ -14,6 +14,7 @@
 pub mod adopt;
 pub mod autodetect;
 mod builders;
+pub mod concurrent;
 pub mod introspect;
 pub mod lint;
 pub mod migration;
@@ -26,6 +27,7 @@ pub mod schema;
 pub mod state;
 #[cfg(test)]
 pub mod testing;
+pub mod timeouts;
 pub mod writer;
 
 pub use migration::Migration;

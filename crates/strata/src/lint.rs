@@ -39,6 +39,14 @@ pub enum Risk {
 /// Warnings for `ops` applied in order starting from `before` (apply each op to a clone to
 /// move on).
 pub fn lint(ops: &[Operation], before: &Schema, dialect: Dialect) -> Vec<Warning> {
+    lint_with(ops, before, dialect, true)
+}
+
+/// [`lint`] for the operations of a migration that is `atomic` or not: a non-atomic one
+/// builds and drops its indexes CONCURRENTLY on PostgreSQL, so they draw no warning.
+pub fn lint_with(ops: &[Operation], before: &Schema, dialect: Dialect, atomic: bool) -> Vec<Warning> {
+    let concurrent =
+        |op: &Operation| !atomic && matches!(op, Operation::CreateIndex { .. } | Operation::DropIndex { .. });
     let mut schema = before.clone();
     // Tables created by `ops` so far: empty and unknown to running code.
     let mut fresh: BTreeSet<String> = BTreeSet::new();
@@ -52,7 +60,7 @@ pub fn lint(ops: &[Operation], before: &Schema, dialect: Dialect) -> Vec<Warning
                 message,
             })
         };
-        if !op.table().is_some_and(|t| fresh.contains(t)) {
+        if !op.table().is_some_and(|t| fresh.contains(t)) && !concurrent(op) {
             for (risk, message) in op_warnings(op, &schema, dialect) {
                 warn(risk, message);
             }
@@ -126,8 +134,8 @@ fn op_warnings(op: &Operation, before: &Schema, dialect: Dialect) -> Vec<(Risk, 
             Risk::Locking,
             format!(
                 "builds index {} without CONCURRENTLY: blocks writes to {table} while it \
-                 builds; for a large table create it with CREATE INDEX CONCURRENTLY in a \
-                 RawSql step outside the transaction",
+                 builds; for a large table build it in a non-atomic migration \
+                 (`.atomic(false)`), which creates it CONCURRENTLY outside a transaction",
                 index.name
             ),
         )),
@@ -455,8 +463,8 @@ mod tests {
                 vec![(
                     Risk::Locking,
                     "builds index book_title_idx without CONCURRENTLY: blocks writes to book \
-                     while it builds; for a large table create it with CREATE INDEX \
-                     CONCURRENTLY in a RawSql step outside the transaction"
+                     while it builds; for a large table build it in a non-atomic migration \
+                     (`.atomic(false)`), which creates it CONCURRENTLY outside a transaction"
                         .into()
                 )],
                 vec![]

@@ -18,6 +18,10 @@ pub struct Migration {
     pub operations: Vec<Operation>,
     /// Hand-written downgrade; `None` derives it from the operations.
     pub downgrade: Option<Vec<Operation>>,
+    /// False runs the migration outside a transaction on PostgreSQL, so its index builds and
+    /// drops can be `CONCURRENTLY` (which PostgreSQL refuses inside one); see
+    /// [`crate::concurrent`]. SQLite runs it in one transaction either way.
+    pub atomic: bool,
 }
 
 impl Migration {
@@ -29,7 +33,14 @@ impl Migration {
             created: created.to_string(),
             operations: Vec::new(),
             downgrade: None,
+            atomic: true,
         }
+    }
+
+    /// Builder: `false` runs the migration outside a transaction (see [`Migration::atomic`]).
+    pub fn atomic(mut self, atomic: bool) -> Self {
+        self.atomic = atomic;
+        self
     }
 
     /// Builder: the upgrade operations, in order.
@@ -52,11 +63,19 @@ impl Migration {
             parents: &'a [String],
             operations: &'a [Operation],
             downgrade: &'a Option<Vec<Operation>>,
+            // Only a non-atomic migration carries the field, so the checksums of migrations
+            // written before it existed stay the same.
+            #[serde(skip_serializing_if = "is_true")]
+            atomic: bool,
+        }
+        fn is_true(value: &bool) -> bool {
+            *value
         }
         let body = Body {
             parents: &self.parents,
             operations: &self.operations,
             downgrade: &self.downgrade,
+            atomic: self.atomic,
         };
         let json = serde_json::to_vec(&body).unwrap_or_default();
         let digest = Sha256::digest(&json);

@@ -82,12 +82,18 @@ pub struct CheckReport {
     pub pending: Vec<String>,
     /// Tables an adoption left alone: not managed by the migrations, so not drift.
     pub unmanaged: Vec<String>,
+    /// Indexes an interrupted concurrent build left INVALID (PostgreSQL): `upgrade` rebuilds
+    /// them.
+    pub invalid_indexes: Vec<crate::concurrent::InvalidIndex>,
 }
 
 impl CheckReport {
-    /// True when neither the database nor the models differ from the migrations.
+    /// True when neither the database nor the models differ from the migrations, and no
+    /// index is left invalid.
     pub fn is_clean(&self) -> bool {
-        self.database_drift.is_empty() && self.model_drift.is_empty()
+        self.database_drift.is_empty()
+            && self.model_drift.is_empty()
+            && self.invalid_indexes.is_empty()
     }
 }
 
@@ -96,6 +102,7 @@ impl CheckReport {
 pub struct Migrator {
     history: History,
     version_table: String,
+    options: runner::RunOptions,
 }
 
 impl Migrator {
@@ -104,7 +111,14 @@ impl Migrator {
         Migrator {
             history,
             version_table: version_table.into(),
+            options: runner::RunOptions::default(),
         }
+    }
+
+    /// Builder: lock and statement timeouts and lock-timeout retries for [`Migrator::run`].
+    pub fn with_run_options(mut self, options: runner::RunOptions) -> Self {
+        self.options = options;
+        self
     }
 
     pub fn history(&self) -> &History {
@@ -332,7 +346,12 @@ impl Migrator {
                     let _ = op.apply(&mut before);
                 }
             }
-            warnings.extend(lint::lint(&m.operations, &before, plan.dialect));
+            warnings.extend(lint::lint_with(
+                &m.operations,
+                &before,
+                plan.dialect,
+                migration.atomic,
+            ));
         }
         Ok(warnings)
     }
@@ -393,12 +412,13 @@ impl Migrator {
             }
             on_event(event);
         };
-        runner::run(
+        runner::run_with(
             conn,
             &self.history,
             &self.version_table,
             direction,
             target,
+            &self.options,
             &mut lint_then_report,
         )
         .await
@@ -456,6 +476,7 @@ impl Migrator {
             .collect();
         exclude.extend(unmanaged.iter().map(String::as_str));
         let live = introspect(conn, &exclude).await?;
+        let invalid_indexes = crate::concurrent::invalid_indexes(conn).await?;
         let database = autodetect::live_drift(&expected, &live, conn.dialect());
         let head = self.history.head_schema()?;
         let models = autodetect::diff(&head, models, &mut autodetect::NoRenames);
@@ -471,6 +492,7 @@ impl Migrator {
             model_drift: describe(&models),
             pending: status.pending,
             unmanaged,
+            invalid_indexes,
         })
     }
 

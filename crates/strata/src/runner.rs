@@ -6,9 +6,21 @@
 //! migration that fails leaves the database at the last good revision on both dialects
 //! (both have transactional DDL).
 //!
-//! Concurrent upgraders are serialized: on PostgreSQL by a session advisory lock held for the
-//! whole run; on SQLite each migration runs in a `BEGIN IMMEDIATE` transaction that re-reads
-//! the version table first and skips a revision another process applied meanwhile.
+//! Concurrent upgraders are serialized per migration: each migration's transaction starts
+//! (after `BEGIN`; `BEGIN IMMEDIATE` on SQLite) by taking the lock, on PostgreSQL a
+//! transaction-scoped advisory lock (`pg_advisory_xact_lock`), then re-reads the version table
+//! and skips a revision another process applied meanwhile. A transaction-scoped lock ends with
+//! its transaction on the server connection that took it, so the exclusion holds through a
+//! transaction pooler (PgBouncer in `pool_mode = transaction`), where a session lock and its
+//! unlock could land on different server connections. For the same reason every statement is
+//! sent with the simple query protocol ([`Conn`]): such a pooler cannot keep prepared
+//! statements. The version table is created under the same lock, in a short transaction of its
+//! own.
+//!
+//! On PostgreSQL each migration's transaction also sets its lock and statement timeouts, and a
+//! lock timeout is retried ([`crate::timeouts`]). A non-atomic migration
+//! ([`Migration::atomic`] false) runs its statements outside a transaction and records its
+//! revision afterwards in a short locked transaction ([`crate::concurrent`]).
 //!
 //! A migration that rebuilds SQLite tables runs with `PRAGMA foreign_keys=OFF` around its
 //! transaction (the pragma is ignored inside one) and checks `PRAGMA foreign_key_check` before
@@ -25,6 +37,8 @@ use crate::migration::Migration;
 use crate::ops::{DataFn, Operation};
 use crate::render::{self, RenderError};
 use crate::state::{Direction, History, HistoryError};
+use crate::timeouts;
+pub use crate::timeouts::RunOptions;
 
 /// A connection to the database being migrated.
 pub enum Conn {
@@ -62,11 +76,18 @@ impl Conn {
         }
         let sql = sqlx::AssertSqlSafe(sql.to_string());
         match self {
-            Conn::Postgres(c) => sqlx::query(sql)
+            // The simple query protocol: no prepared statement, which a transaction pooler
+            // cannot keep. Every value arrives as text, so the cell is read without the type
+            // check (a count or a boolean reads as its text form, `t`/`f` for booleans).
+            Conn::Postgres(c) => sqlx::raw_sql(sql)
                 .fetch_all(c)
                 .await?
                 .iter()
-                .map(cells)
+                .map(|row| {
+                    (0..row.len())
+                        .map(|i| row.try_get_unchecked::<Option<String>, _>(i))
+                        .collect()
+                })
                 .collect(),
             Conn::Sqlite(c) => sqlx::query(sql)
                 .fetch_all(c)
@@ -152,6 +173,17 @@ pub enum RunError {
         revision: String,
         record: Box<crate::adopt::AdoptionRecord>,
     },
+    /// A lock timeout every retry hit too; names the session in the way when one was found.
+    #[error(
+        "migration {revision} ({message}) gave up after {attempts} attempt(s), each waiting {timeout_ms} ms for a lock: {blocker}; the database stays at the previous revision"
+    )]
+    LockTimeout {
+        revision: String,
+        message: String,
+        attempts: u32,
+        timeout_ms: u128,
+        blocker: String,
+    },
     #[error("cannot read the live schema: {0}")]
     Introspect(#[from] crate::introspect::IntrospectError),
     #[error("database error: {0}")]
@@ -187,6 +219,9 @@ pub struct PlannedMigration {
     /// Writes (up) or deletes (down) the version row, in the same transaction.
     pub version_sql: String,
     pub operations: Vec<Operation>,
+    /// False on PostgreSQL for a non-atomic migration: its steps run outside a transaction and
+    /// the version row is written in a short transaction after them. Always true on SQLite.
+    pub atomic: bool,
 }
 
 /// Everything a run will do, in order.
@@ -229,6 +264,16 @@ pub enum Event<'a> {
     /// Another process applied (or undid) it meanwhile.
     Skipped {
         migration: &'a PlannedMigration,
+    },
+    /// It hit the lock timeout and was rolled back; it runs again after `delay`.
+    Retrying {
+        migration: &'a PlannedMigration,
+        /// 1 for the first retry.
+        attempt: u32,
+        retries: u32,
+        delay: Duration,
+        /// The session holding a lock on its tables, when one was found.
+        blocker: Option<&'a str>,
     },
 }
 
@@ -289,6 +334,7 @@ pub fn plan_migration(
     };
     let mut steps = Vec::new();
     let mut rebuilds_tables = false;
+    let atomic = migration.atomic || dialect == Dialect::Sqlite;
     for op in &operations {
         if let Operation::Data(step) = op {
             steps.push(Step::Data {
@@ -299,7 +345,10 @@ pub fn plan_migration(
             if dialect == Dialect::Sqlite && render::needs_sqlite_rebuild(op, &state) {
                 rebuilds_tables = true;
             }
-            let sql = render::render(op, &state, dialect).map_err(render_error)?;
+            let mut sql = render::render(op, &state, dialect).map_err(render_error)?;
+            if !atomic {
+                sql = crate::concurrent::statements(op, sql);
+            }
             steps.extend(sql.into_iter().map(Step::Sql));
         }
         op.apply(&mut state).map_err(|error| HistoryError::State {
@@ -331,6 +380,7 @@ pub fn plan_migration(
         steps,
         version_sql,
         operations,
+        atomic,
     })
 }
 
@@ -395,19 +445,26 @@ impl Plan {
         out
     }
 
-    /// The statements of one migration as executed: pragmas, BEGIN, steps, version row, COMMIT.
+    /// The statements of one migration as executed: pragmas, BEGIN, steps, version row, COMMIT;
+    /// for a non-atomic migration the steps come first, each on its own, then BEGIN, the
+    /// version row and COMMIT.
     pub fn statements<'a>(&self, m: &'a PlannedMigration) -> Vec<Statement<'a>> {
         let sqlite_rebuild = self.dialect == Dialect::Sqlite && m.rebuilds_tables;
         let mut out = Vec::new();
         if sqlite_rebuild {
             out.push(Statement::Sql("PRAGMA foreign_keys = OFF"));
         }
-        out.push(Statement::Sql(begin_sql(self.dialect)));
+        if m.atomic {
+            out.push(Statement::Sql(begin_sql(self.dialect)));
+        }
         for step in &m.steps {
             out.push(match step {
                 Step::Sql(sql) => Statement::Sql(sql),
                 Step::Data { name, .. } => Statement::Data(name),
             });
+        }
+        if !m.atomic {
+            out.push(Statement::Sql(begin_sql(self.dialect)));
         }
         out.push(Statement::Sql(&m.version_sql));
         out.push(Statement::Sql("COMMIT"));
@@ -519,32 +576,31 @@ pub async fn run(
     target: &str,
     on_event: &mut (dyn FnMut(Event<'_>) + Send),
 ) -> Result<Vec<String>, RunError> {
-    let dialect = conn.dialect();
-    let key = lock_key(version_table);
-    if dialect == Dialect::Postgres {
-        conn.execute(&format!("SELECT pg_advisory_lock({key})"))
-            .await?;
-    }
-    let result = run_locked(conn, history, version_table, direction, target, on_event).await;
-    if dialect == Dialect::Postgres {
-        // The lock is the session's: release it after a failure too.
-        conn.execute(&format!("SELECT pg_advisory_unlock({key})"))
-            .await?;
-    }
-    result
+    let options = RunOptions::default();
+    run_with(
+        conn,
+        history,
+        version_table,
+        direction,
+        target,
+        &options,
+        on_event,
+    )
+    .await
 }
 
-async fn run_locked(
+/// [`run`] with timeouts and retries ([`RunOptions`]).
+pub async fn run_with(
     conn: &mut Conn,
     history: &History,
     version_table: &str,
     direction: Direction,
     target: &str,
+    options: &RunOptions,
     on_event: &mut (dyn FnMut(Event<'_>) + Send),
 ) -> Result<Vec<String>, RunError> {
     let dialect = conn.dialect();
-    conn.execute(&version_table_sql(dialect, version_table))
-        .await?;
+    create_version_table(conn, version_table).await?;
     let rows = applied(conn, version_table).await?;
     verify_checksums(history, &rows)?;
     let applied_set: BTreeSet<String> = rows.into_iter().map(|r| r.revision).collect();
@@ -559,20 +615,103 @@ async fn run_locked(
     on_event(Event::Planned { plan: &plan });
     let mut done = Vec::new();
     for m in &plan.migrations {
-        if run_one(conn, &plan, m, on_event).await? {
+        if run_retrying(conn, &plan, m, options, on_event).await? {
             done.push(m.revision.clone());
         }
     }
     Ok(done)
 }
 
-/// Runs one migration in its transaction; false when another process already did it.
+/// Creates the version table if it is missing. On PostgreSQL under the advisory lock in a
+/// transaction of its own: concurrent `CREATE TABLE IF NOT EXISTS` can both pass the check
+/// and one then fail on the catalog's unique index.
+async fn create_version_table(conn: &mut Conn, version_table: &str) -> Result<(), RunError> {
+    let create = version_table_sql(conn.dialect(), version_table);
+    if conn.dialect() == Dialect::Sqlite {
+        conn.execute(&create).await?;
+        return Ok(());
+    }
+    conn.execute("BEGIN").await?;
+    let result = async {
+        conn.execute(&xact_lock_sql(version_table)).await?;
+        conn.execute(&create).await?;
+        conn.execute("COMMIT").await
+    }
+    .await;
+    if let Err(err) = result {
+        let _ = conn.execute("ROLLBACK").await;
+        return Err(err.into());
+    }
+    Ok(())
+}
+
+/// The statement that takes the migration lock until the transaction ends.
+fn xact_lock_sql(version_table: &str) -> String {
+    format!("SELECT pg_advisory_xact_lock({})", lock_key(version_table))
+}
+
+/// Runs one migration, again after a backoff when it hit the lock timeout; false when another
+/// process already did it.
+async fn run_retrying(
+    conn: &mut Conn,
+    plan: &Plan,
+    m: &PlannedMigration,
+    options: &RunOptions,
+    on_event: &mut (dyn FnMut(Event<'_>) + Send),
+) -> Result<bool, RunError> {
+    let mut attempt = 0;
+    loop {
+        match run_one(conn, plan, m, options, on_event).await? {
+            Outcome::Done => return Ok(true),
+            Outcome::Skipped => return Ok(false),
+            Outcome::LockTimeout => {
+                // Asked after the rollback, from the same connection: the session in the way
+                // usually still holds its lock.
+                let blocker = timeouts::blocker(conn, &timeouts::tables(&m.operations)).await;
+                if attempt >= options.lock_retries {
+                    return Err(RunError::LockTimeout {
+                        revision: m.revision.clone(),
+                        message: m.message.clone(),
+                        attempts: attempt + 1,
+                        timeout_ms: options.lock_timeout.unwrap_or_default().as_millis(),
+                        blocker: blocker.unwrap_or_else(|| {
+                            "no session holds a lock on its tables any more".to_string()
+                        }),
+                    });
+                }
+                attempt += 1;
+                let delay = options.backoff(attempt);
+                on_event(Event::Retrying {
+                    migration: m,
+                    attempt,
+                    retries: options.lock_retries,
+                    delay,
+                    blocker: blocker.as_deref(),
+                });
+                tokio::time::sleep(delay).await;
+            }
+        }
+    }
+}
+
+/// How one attempt at a migration ended.
+enum Outcome {
+    Done,
+    /// Another process did it meanwhile.
+    Skipped,
+    /// A statement hit the lock timeout; everything was rolled back.
+    LockTimeout,
+}
+
+/// Runs one migration in its transaction (a non-atomic one: its steps, then its version row
+/// in a transaction).
 async fn run_one(
     conn: &mut Conn,
     plan: &Plan,
     m: &PlannedMigration,
+    options: &RunOptions,
     on_event: &mut (dyn FnMut(Event<'_>) + Send),
-) -> Result<bool, RunError> {
+) -> Result<Outcome, RunError> {
     let started = Instant::now();
     let fail = |statement: &str, error: String| RunError::Statement {
         revision: m.revision.clone(),
@@ -582,6 +721,20 @@ async fn run_one(
     };
     let statements = plan.statements(m);
     let mut in_transaction = false;
+    let mut announced = false;
+    if !m.atomic {
+        // Its steps run before the transaction that re-reads the version table: skip it now
+        // when another process did it, and probe the locks its steps will wait for.
+        if already_done(conn, plan, m).await? {
+            on_event(Event::Skipped { migration: m });
+            return Ok(Outcome::Skipped);
+        }
+        announced = true;
+        on_event(Event::Started { migration: m });
+        if probe_locks(conn, m, options).await? {
+            return Ok(Outcome::LockTimeout);
+        }
+    }
     for statement in &statements {
         let sql = match statement {
             Statement::Data(name) => {
@@ -611,23 +764,35 @@ async fn run_one(
                 let _ = conn.execute("ROLLBACK").await;
             }
             restore_foreign_keys(conn, plan, m).await;
+            if timeouts::is_lock_timeout(&error) && options.lock_timeout.is_some() {
+                return Ok(Outcome::LockTimeout);
+            }
             return Err(fail(sql, error.to_string()));
         }
         if sql.starts_with("BEGIN") {
             in_transaction = true;
-            on_event(Event::Started { migration: m });
+            if !announced {
+                announced = true;
+                on_event(Event::Started { migration: m });
+            }
+            if plan.dialect == Dialect::Postgres {
+                // The lock first, without a timeout: waiting for another upgrader is fine;
+                // then the timeouts for what the migration itself waits for.
+                let mut guard = vec![xact_lock_sql(&plan.version_table)];
+                guard.extend(options.transaction_settings());
+                for sql in &guard {
+                    if let Err(error) = conn.execute(sql).await {
+                        let _ = conn.execute("ROLLBACK").await;
+                        return Err(fail(sql, error.to_string()));
+                    }
+                }
+            }
             // Another process may have run this migration while we waited for the lock.
-            let rows = applied(conn, &plan.version_table).await?;
-            let present = rows.iter().any(|r| r.revision == m.revision);
-            let already = match m.direction {
-                Direction::Up => present,
-                Direction::Down => !present,
-            };
-            if already {
+            if already_done(conn, plan, m).await? {
                 conn.execute("ROLLBACK").await?;
                 restore_foreign_keys(conn, plan, m).await;
                 on_event(Event::Skipped { migration: m });
-                return Ok(false);
+                return Ok(Outcome::Skipped);
             }
         }
     }
@@ -635,7 +800,61 @@ async fn run_one(
         migration: m,
         elapsed: started.elapsed(),
     });
-    Ok(true)
+    Ok(Outcome::Done)
+}
+
+/// Whether the version table already says `m` is done (applied for an upgrade, absent for a
+/// downgrade).
+async fn already_done(conn: &mut Conn, plan: &Plan, m: &PlannedMigration) -> Result<bool, RunError> {
+    let rows = applied(conn, &plan.version_table).await?;
+    let present = rows.iter().any(|r| r.revision == m.revision);
+    Ok(match m.direction {
+        Direction::Up => present,
+        Direction::Down => !present,
+    })
+}
+
+/// Before a non-atomic migration's steps (which run without timeouts: see
+/// [`crate::timeouts`]): checks under the lock timeout, in a short transaction, that each
+/// table they touch can be locked as a concurrent index build locks it. True when one could
+/// not be (a lock timeout, retried like any other).
+async fn probe_locks(
+    conn: &mut Conn,
+    m: &PlannedMigration,
+    options: &RunOptions,
+) -> Result<bool, RunError> {
+    let Some(timeout) = options.lock_timeout else {
+        return Ok(false);
+    };
+    let settings = RunOptions {
+        lock_timeout: Some(timeout),
+        ..RunOptions::default()
+    }
+    .transaction_settings();
+    for table in timeouts::tables(&m.operations) {
+        conn.execute("BEGIN").await?;
+        let mut statements = settings.clone();
+        statements.push(timeouts::probe_sql(&table));
+        for sql in &statements {
+            if let Err(error) = conn.execute(sql).await {
+                let _ = conn.execute("ROLLBACK").await;
+                if timeouts::is_lock_timeout(&error) {
+                    return Ok(true);
+                }
+                // A table the migration creates does not exist yet: nothing to probe.
+                if error
+                    .as_database_error()
+                    .and_then(|e| e.code())
+                    .is_some_and(|code| code == "42P01")
+                {
+                    break;
+                }
+                return Err(error.into());
+            }
+        }
+        conn.execute("ROLLBACK").await?;
+    }
+    Ok(false)
 }
 
 async fn check_foreign_keys(

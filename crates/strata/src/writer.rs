@@ -131,6 +131,19 @@ pub fn render_migration(
     created: &str,
     operations: &[Operation],
 ) -> Result<String, WriteError> {
+    render_migration_with(revision, parents, message, created, operations, true)
+}
+
+/// [`render_migration`] for a migration that may run outside a transaction: `atomic: false`
+/// writes `.atomic(false)` (see [`crate::Migration::atomic`]).
+pub fn render_migration_with(
+    revision: &str,
+    parents: &[&str],
+    message: &str,
+    created: &str,
+    operations: &[Operation],
+    atomic: bool,
+) -> Result<String, WriteError> {
     let ops = operations
         .iter()
         .map(operation_expr)
@@ -143,8 +156,13 @@ pub fn render_migration(
             Expr::str(message, Role::Message),
             Expr::str(created, Role::Text),
         ],
-    )
-    .method("operations", vec![Expr::VecMacro(ops)]);
+    );
+    let migration = if atomic {
+        migration
+    } else {
+        migration.method("atomic", vec![Expr::Atom("false".into())])
+    };
+    let migration = migration.method("operations", vec![Expr::VecMacro(ops)]);
 
     let (body, consts) = lay_out(&migration)?;
     let mut out = String::new();
