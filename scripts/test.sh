@@ -14,6 +14,15 @@ cd "$ROOT"
 
 export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 [[ -t 1 ]] || export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+# The PgBouncer tests find it here: Debian installs it in /usr/sbin, not on every user's PATH.
+if [[ -z "${PGBOUNCER:-}" ]]; then
+    if command -v pgbouncer >/dev/null 2>&1; then
+        PGBOUNCER="$(command -v pgbouncer)"
+        export PGBOUNCER
+    elif [[ -x /usr/sbin/pgbouncer ]]; then
+        export PGBOUNCER=/usr/sbin/pgbouncer
+    fi
+fi
 
 say() { printf 'test.sh: %s\n' "$*"; }
 

@@ -286,6 +286,24 @@ async fn schema(db: &Database, settings: &DatabaseSettings) -> Vec<Finding> {
                     ),
                 );
             }
+            if !report.invalid_indexes.is_empty() {
+                let names: Vec<String> = report
+                    .invalid_indexes
+                    .iter()
+                    .map(|i| format!("{} on {}", i.index, i.table))
+                    .collect();
+                findings.push(
+                    Finding::fail(
+                        "invalid indexes",
+                        format!(
+                            "{} index(es) left INVALID by an interrupted concurrent build: {}",
+                            names.len(),
+                            list(&names)
+                        ),
+                    )
+                    .hint("run `app database upgrade` again: it drops and rebuilds them"),
+                );
+            }
         }
         Err(err) => {
             let text = err.to_string();

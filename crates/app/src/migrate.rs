@@ -87,7 +87,14 @@ pub fn history() -> Result<History, MigrateError> {
 /// The engine's migrator for the application's migrations and version table: every command
 /// on migrations goes through it.
 pub fn migrator(settings: &DatabaseSettings) -> Result<Migrator, MigrateError> {
-    Ok(Migrator::new(history()?, settings.version_table.clone()))
+    let timeouts = &settings.migration_timeouts;
+    let options = strata::runner::RunOptions {
+        lock_timeout: timeouts.lock_timeout,
+        statement_timeout: timeouts.statement_timeout,
+        lock_retries: timeouts.lock_retries,
+        ..strata::runner::RunOptions::default()
+    };
+    Ok(Migrator::new(history()?, settings.version_table.clone()).with_run_options(options))
 }
 
 /// The engine's dialect for a backend.
@@ -244,6 +251,9 @@ pub struct Written {
     pub operations: Vec<String>,
     pub warnings: Vec<String>,
     pub lint: Vec<lint::Warning>,
+    /// The non-atomic migration written after this one with its index builds and drops on
+    /// existing tables (run CONCURRENTLY on PostgreSQL), when there are both kinds of change.
+    pub indexes: Option<Box<Written>>,
 }
 
 /// How `make-migrations` should build the next migration.
@@ -304,33 +314,101 @@ pub fn make_migration(
         }
     };
     let head_schema = history.head_schema()?;
-    let lint = lint::lint(&operations, &head_schema, dialect(settings.url.backend()));
+    // Index builds and drops on tables that already hold rows go into a migration of their
+    // own that runs outside a transaction, CONCURRENTLY on PostgreSQL (writes go on).
+    let (operations, index_operations) = match kind {
+        MakeKind::Autogenerate => strata::concurrent::split_index_operations(operations, &head_schema),
+        _ => (operations, Vec::new()),
+    };
+    let dialect = dialect(settings.url.backend());
+    std::fs::create_dir_all(dir).map_err(|source| MigrateError::Io {
+        path: dir.clone(),
+        source,
+    })?;
+    if operations.is_empty() {
+        // Only index changes: one non-atomic migration.
+        let lint = lint::lint_with(&index_operations, &head_schema, dialect, false);
+        let written = write_migration(
+            dir, &registry_path, &registry, message, &parents, &index_operations, false, now,
+        )?;
+        return Ok(Some(Written {
+            warnings,
+            lint,
+            ..written
+        }));
+    }
+    let lint = lint::lint(&operations, &head_schema, dialect);
+    let mut written = write_migration(
+        dir, &registry_path, &registry, message, &parents, &operations, true, now,
+    )?;
+    written.warnings = warnings;
+    written.lint = lint;
+    if !index_operations.is_empty() {
+        let mut after = head_schema.clone();
+        for op in &operations {
+            let _ = op.apply(&mut after);
+        }
+        let registry = match read_optional(&registry_path)? {
+            Some(text) => strata::writer::Registry::parse(&text)?,
+            None => strata::writer::Registry::new(),
+        };
+        let mut indexes = write_migration(
+            dir,
+            &registry_path,
+            &registry,
+            &format!("{message} (indexes)"),
+            &[written.revision.clone()],
+            &index_operations,
+            false,
+            now,
+        )?;
+        indexes.lint = lint::lint_with(&index_operations, &after, dialect, false);
+        written.indexes = Some(Box::new(indexes));
+    }
+    Ok(Some(written))
+}
+
+/// Writes one migration file and lists it in the registry (given as read before).
+#[allow(clippy::too_many_arguments)]
+fn write_migration(
+    dir: &Path,
+    registry_path: &Path,
+    registry: &strata::writer::Registry,
+    message: &str,
+    parents: &[String],
+    operations: &[strata::Operation],
+    atomic: bool,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Written, MigrateError> {
     let revision = strata::writer::new_revision();
     let created = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let file_name =
         strata::writer::file_name(&now.format("%Y-%m-%d").to_string(), message, &revision);
     let parent_refs: Vec<&str> = parents.iter().map(String::as_str).collect();
-    let source =
-        strata::writer::render_migration(&revision, &parent_refs, message, &created, &operations)?;
+    let source = strata::writer::render_migration_with(
+        &revision,
+        &parent_refs,
+        message,
+        &created,
+        operations,
+        atomic,
+    )?;
     let new_registry = registry.with(&file_name, &revision)?.render();
-    std::fs::create_dir_all(dir).map_err(|source| MigrateError::Io {
-        path: dir.clone(),
-        source,
-    })?;
     let path = dir.join(&file_name);
     write_new(&path, &source)?;
-    if let Err(err) = write_atomically(&registry_path, &new_registry) {
+    if let Err(err) = write_atomically(registry_path, &new_registry) {
         // Leave nothing half done: the file without its registry entry would be ignored.
         let _ = std::fs::remove_file(&path);
         return Err(err);
     }
-    Ok(Some(Written {
+    Ok(Written {
         revision,
         path,
         operations: operations.iter().map(|op| op.describe()).collect(),
-        warnings,
-        lint,
-    }))
+        warnings: Vec::new(),
+        lint: Vec::new(),
+        indexes: None,
+    })
 }
 
 fn read_optional(path: &Path) -> Result<Option<String>, MigrateError> {

@@ -365,6 +365,17 @@ fn make(settings: &Settings, message: &str, kind: MakeKind) -> Result<(), CliErr
         println!("  {op}");
     }
     print_lint(&written.lint);
+    if let Some(indexes) = &written.indexes {
+        println!(
+            "Wrote {} (revision {}, outside a transaction: index builds and drops run CONCURRENTLY on PostgreSQL)",
+            indexes.path.display(),
+            indexes.revision
+        );
+        for op in &indexes.operations {
+            println!("  {op}");
+        }
+        print_lint(&indexes.lint);
+    }
     println!("Rebuild (cargo build) so the binary contains it, then run `app database upgrade`.");
     Ok(())
 }
@@ -436,6 +447,24 @@ impl Progress {
                 self.bar.inc(1);
             }
             Event::Statement { sql } => tracing::debug!(target: "app::migrate", "{sql}"),
+            Event::Retrying {
+                migration,
+                attempt,
+                retries,
+                delay,
+                blocker,
+            } => self.bar.suspend(|| {
+                tracing::warn!(
+                    revision = %migration.revision,
+                    attempt,
+                    retries,
+                    delay_ms = delay.as_millis() as u64,
+                    blocker = blocker.unwrap_or("unknown"),
+                    "migration {} hit the lock timeout and was rolled back; retry {attempt} of {retries} in {:.1} s",
+                    migration.revision,
+                    delay.as_secs_f64()
+                )
+            }),
         }
     }
 
@@ -774,13 +803,18 @@ async fn check(settings: &Settings, format: Format) -> Result<(), CliError> {
                     report.unmanaged.join(", ")
                 );
             }
+            for index in &report.invalid_indexes {
+                println!("{index}");
+            }
         }
     }
     if report.is_clean() {
         Ok(())
     } else {
         Err(CliError::Drift(
-            report.database_drift.len() + report.model_drift.len(),
+            report.database_drift.len()
+                + report.model_drift.len()
+                + report.invalid_indexes.len(),
         ))
     }
 }

@@ -6,6 +6,7 @@
 //! environment.
 
 mod database_url;
+mod migration;
 mod parse;
 
 use std::collections::HashMap;
@@ -14,6 +15,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use database_url::{Backend, DatabaseUrl};
+pub use migration::MigrationTimeouts;
 use parse::Source;
 
 /// A setting whose value cannot be used. Names the variable and the value it had.
@@ -134,6 +136,8 @@ pub struct DatabaseSettings {
     /// Statements running longer than this are logged as warnings; `None` turns that off (the
     /// tooling commands do, as their bulk statements are slow by nature). Not a variable.
     pub slow_statement_warning: Option<Duration>,
+    /// Lock and statement timeouts of each migration, and lock-timeout retries (PostgreSQL).
+    pub migration_timeouts: MigrationTimeouts,
 }
 
 impl DatabaseSettings {
@@ -275,6 +279,7 @@ impl Settings {
             )?,
             fixture_path: src.path("DATABASE_FIXTURE_PATH", defaults::FIXTURE_PATH)?,
             slow_statement_warning: Some(Duration::from_secs(1)),
+            migration_timeouts: MigrationTimeouts::from_source(&src)?,
         };
         let http = HttpSettings {
             host: src.text("APP_HOST", defaults::HOST)?,

@@ -151,7 +151,7 @@ impl Database {
             lost,
         };
         // A file that is not a database opens fine; the first query tells.
-        db.select_one().await?;
+        db.first_query().await?;
         tracing::debug!(pool = ?db.pool_status(), "database connected");
         Ok(db)
     }
@@ -274,6 +274,24 @@ impl Database {
         Statement::from_string(self.conn.get_database_backend(), sql)
     }
 
+    /// `SELECT 1` with the simple query protocol: no prepared statement, so it also works
+    /// through a transaction pooler (PgBouncer before 1.21 keeps none), which the tooling
+    /// commands (`upgrade` above all) may be pointed at.
+    async fn first_query(&self) -> Result<(), DbError> {
+        let Pool::Postgres(pool) = &self.pool else {
+            return self.select_one().await;
+        };
+        match sqlx::raw_sql("SELECT 1").execute(&pool.0).await {
+            Ok(_) => Ok(()),
+            Err(sqlx::Error::PoolTimedOut) => Err(self.explain(sea_orm::DbErr::ConnectionAcquire(
+                sea_orm::ConnAcquireErr::Timeout,
+            ))),
+            Err(err) => Err(self.explain(sea_orm::DbErr::Exec(sea_orm::RuntimeErr::SqlxError(
+                Arc::new(err),
+            )))),
+        }
+    }
+
     async fn select_one(&self) -> Result<(), DbError> {
         self.conn
             .execute_raw(self.statement("SELECT 1"))
@@ -287,9 +305,12 @@ impl Database {
     pub async fn dedicated_connection(&self) -> Result<strata::runner::Conn, DbError> {
         use sqlx::ConnectOptions;
         match &self.pool {
-            Pool::Postgres(pool) => pool
-                .0
-                .connect_options()
+            // No statement cache: the runner sends everything with the simple query protocol,
+            // and what else runs on it (introspection) then uses unnamed statements, which a
+            // transaction pooler does not mix up between clients as it does `sqlx_s_1`.
+            Pool::Postgres(pool) => (*pool.0.connect_options())
+                .clone()
+                .statement_cache_capacity(0)
                 .connect()
                 .await
                 .map(strata::runner::Conn::Postgres)
