@@ -317,7 +317,9 @@ pub fn make_migration(
     // Index builds and drops on tables that already hold rows go into a migration of their
     // own that runs outside a transaction, CONCURRENTLY on PostgreSQL (writes go on).
     let (operations, index_operations) = match kind {
-        MakeKind::Autogenerate => strata::concurrent::split_index_operations(operations, &head_schema),
+        MakeKind::Autogenerate => {
+            strata::concurrent::split_index_operations(operations, &head_schema)
+        }
         _ => (operations, Vec::new()),
     };
     let dialect = dialect(settings.url.backend());
@@ -329,7 +331,14 @@ pub fn make_migration(
         // Only index changes: one non-atomic migration.
         let lint = lint::lint_with(&index_operations, &head_schema, dialect, false);
         let written = write_migration(
-            dir, &registry_path, &registry, message, &parents, &index_operations, false, now,
+            dir,
+            &registry_path,
+            &registry,
+            message,
+            &parents,
+            &index_operations,
+            false,
+            now,
         )?;
         return Ok(Some(Written {
             warnings,
@@ -339,7 +348,14 @@ pub fn make_migration(
     }
     let lint = lint::lint(&operations, &head_schema, dialect);
     let mut written = write_migration(
-        dir, &registry_path, &registry, message, &parents, &operations, true, now,
+        dir,
+        &registry_path,
+        &registry,
+        message,
+        &parents,
+        &operations,
+        true,
+        now,
     )?;
     written.warnings = warnings;
     written.lint = lint;

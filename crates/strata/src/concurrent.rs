@@ -25,19 +25,21 @@ pub(crate) fn statements(op: &Operation, rendered: Vec<String>) -> Vec<String> {
             let mut out = vec![drop_sql(&index.name)];
             // The renderer writes `CREATE [UNIQUE] INDEX "name" ON ...`; the keyword goes
             // right after INDEX. Rewriting its output keeps one definition of the build.
-            out.extend(rendered.into_iter().map(|sql| {
-                match sql.strip_prefix("CREATE ").and_then(|rest| {
-                    let (unique, rest) = match rest.strip_prefix("UNIQUE ") {
-                        Some(rest) => ("UNIQUE ", rest),
-                        None => ("", rest),
-                    };
-                    rest.strip_prefix("INDEX ")
-                        .map(|rest| format!("CREATE {unique}INDEX CONCURRENTLY {rest}"))
-                }) {
-                    Some(concurrent) => concurrent,
-                    None => sql,
-                }
-            }));
+            out.extend(
+                rendered.into_iter().map(|sql| {
+                    match sql.strip_prefix("CREATE ").and_then(|rest| {
+                        let (unique, rest) = match rest.strip_prefix("UNIQUE ") {
+                            Some(rest) => ("UNIQUE ", rest),
+                            None => ("", rest),
+                        };
+                        rest.strip_prefix("INDEX ")
+                            .map(|rest| format!("CREATE {unique}INDEX CONCURRENTLY {rest}"))
+                    }) {
+                        Some(concurrent) => concurrent,
+                        None => sql,
+                    }
+                }),
+            );
             out
         }
         Operation::DropIndex { name, .. } => vec![drop_sql(name)],
@@ -113,7 +115,8 @@ pub fn split_index_operations(
             _ => false,
         })
     };
-    let moves = |op: &Operation| match op {
+    let moves = |op: &Operation| {
+        match op {
         Operation::CreateIndex { table, .. } => {
             before.tables.contains_key(table)
                 && !operations
@@ -124,6 +127,7 @@ pub fn split_index_operations(
             before.tables.contains_key(table) && !reshaped(table)
         }
         _ => false,
+    }
     };
     let (indexes, main): (Vec<Operation>, Vec<Operation>) =
         operations.iter().cloned().partition(|op| moves(op));
@@ -204,6 +208,17 @@ mod tests {
         let (main, indexes) = split_index_operations(ops.clone(), &before());
         assert_eq!(main, ops);
         assert!(indexes.is_empty());
+    }
+
+    #[test]
+    fn the_writer_marks_a_non_atomic_migration() {
+        let ops = [create_index("item", "ix", &["code"])];
+        let source =
+            crate::writer::render_migration_with("abc", &["p"], "m (indexes)", "t", &ops, false)
+                .unwrap();
+        assert!(source.contains(".atomic(false)"), "{source}");
+        let atomic = crate::writer::render_migration("abc", &["p"], "m", "t", &ops).unwrap();
+        assert!(!atomic.contains(".atomic("), "{atomic}");
     }
 
     #[test]

@@ -44,9 +44,19 @@ pub fn lint(ops: &[Operation], before: &Schema, dialect: Dialect) -> Vec<Warning
 
 /// [`lint`] for the operations of a migration that is `atomic` or not: a non-atomic one
 /// builds and drops its indexes CONCURRENTLY on PostgreSQL, so they draw no warning.
-pub fn lint_with(ops: &[Operation], before: &Schema, dialect: Dialect, atomic: bool) -> Vec<Warning> {
-    let concurrent =
-        |op: &Operation| !atomic && matches!(op, Operation::CreateIndex { .. } | Operation::DropIndex { .. });
+pub fn lint_with(
+    ops: &[Operation],
+    before: &Schema,
+    dialect: Dialect,
+    atomic: bool,
+) -> Vec<Warning> {
+    let concurrent = |op: &Operation| {
+        !atomic
+            && matches!(
+                op,
+                Operation::CreateIndex { .. } | Operation::DropIndex { .. }
+            )
+    };
     let mut schema = before.clone();
     // Tables created by `ops` so far: empty and unknown to running code.
     let mut fresh: BTreeSet<String> = BTreeSet::new();

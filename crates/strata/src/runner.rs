@@ -181,7 +181,7 @@ pub enum RunError {
         revision: String,
         message: String,
         attempts: u32,
-        timeout_ms: u128,
+        timeout_ms: u64,
         blocker: String,
     },
     #[error("cannot read the live schema: {0}")]
@@ -673,7 +673,10 @@ async fn run_retrying(
                         revision: m.revision.clone(),
                         message: m.message.clone(),
                         attempts: attempt + 1,
-                        timeout_ms: options.lock_timeout.unwrap_or_default().as_millis(),
+                        timeout_ms: u64::try_from(
+                            options.lock_timeout.unwrap_or_default().as_millis(),
+                        )
+                        .unwrap_or(u64::MAX),
                         blocker: blocker.unwrap_or_else(|| {
                             "no session holds a lock on its tables any more".to_string()
                         }),
@@ -805,7 +808,11 @@ async fn run_one(
 
 /// Whether the version table already says `m` is done (applied for an upgrade, absent for a
 /// downgrade).
-async fn already_done(conn: &mut Conn, plan: &Plan, m: &PlannedMigration) -> Result<bool, RunError> {
+async fn already_done(
+    conn: &mut Conn,
+    plan: &Plan,
+    m: &PlannedMigration,
+) -> Result<bool, RunError> {
     let rows = applied(conn, &plan.version_table).await?;
     let present = rows.iter().any(|r| r.revision == m.revision);
     Ok(match m.direction {

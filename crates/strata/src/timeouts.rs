@@ -143,7 +143,10 @@ pub(crate) async fn blocker(conn: &mut Conn, tables: &[String]) -> Option<String
             .iter()
             .map(|t| format!("to_regclass({})", sql_string(&quote_ident(t))))
             .collect();
-        format!("l.relation = ANY (CAST(ARRAY[{}] AS oid[]))", oids.join(", "))
+        format!(
+            "l.relation = ANY (CAST(ARRAY[{}] AS oid[]))",
+            oids.join(", ")
+        )
     };
     let sql = format!(
         "SELECT CAST(a.pid AS text), COALESCE(a.state, 'unknown'), \

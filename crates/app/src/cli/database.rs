@@ -812,9 +812,7 @@ async fn check(settings: &Settings, format: Format) -> Result<(), CliError> {
         Ok(())
     } else {
         Err(CliError::Drift(
-            report.database_drift.len()
-                + report.model_drift.len()
-                + report.invalid_indexes.len(),
+            report.database_drift.len() + report.model_drift.len() + report.invalid_indexes.len(),
         ))
     }
 }

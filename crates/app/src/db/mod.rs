@@ -286,9 +286,11 @@ impl Database {
             Err(sqlx::Error::PoolTimedOut) => Err(self.explain(sea_orm::DbErr::ConnectionAcquire(
                 sea_orm::ConnAcquireErr::Timeout,
             ))),
-            Err(err) => Err(self.explain(sea_orm::DbErr::Exec(sea_orm::RuntimeErr::SqlxError(
-                Arc::new(err),
-            )))),
+            Err(err) => Err(
+                self.explain(sea_orm::DbErr::Exec(sea_orm::RuntimeErr::SqlxError(
+                    Arc::new(err),
+                ))),
+            ),
         }
     }
 

@@ -23,7 +23,11 @@ fn app(db: &TestDb, args: &[&str], vars: &[(&str, &str)]) -> std::process::Outpu
 /// open transaction, with its pid.
 async fn todo_held_before_its_check() -> (TestDb, PgConnection, i32) {
     let db = TestDb::new(Kind::Postgres).await;
-    succeeded(&app(&db, &["database", "downgrade", BEFORE_TODO_CHECK], &[]));
+    succeeded(&app(
+        &db,
+        &["database", "downgrade", BEFORE_TODO_CHECK],
+        &[],
+    ));
     let mut holder = pg_direct(&db).await;
     // Its pid first: pg_stat_activity shows the session's last statement, the LOCK.
     let pid: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
@@ -70,7 +74,10 @@ async fn upgrade_waits_out_a_lock_released_within_its_retries() {
     release.await.unwrap();
     succeeded(&out);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("lock timeout"), "each retry is logged: {stderr}");
+    assert!(
+        stderr.contains("lock timeout"),
+        "each retry is logged: {stderr}"
+    );
     assert!(current(&db).await.contains("(head)"));
 }
 
@@ -129,5 +136,8 @@ async fn check_and_doctor_report_an_index_left_invalid() {
     assert_eq!(out.status.code(), Some(1));
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("invalid indexes"), "{stdout}");
-    assert!(stdout.contains("ix_version_length on ddl_version"), "{stdout}");
+    assert!(
+        stdout.contains("ix_version_length on ddl_version"),
+        "{stdout}"
+    );
 }

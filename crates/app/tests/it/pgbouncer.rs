@@ -210,9 +210,9 @@ async fn four_concurrent_upgrades_through_pgbouncer_apply_each_revision_once() {
         "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' \
          AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
     )
-        .fetch_one(&mut direct)
-        .await
-        .unwrap();
+    .fetch_one(&mut direct)
+    .await
+    .unwrap();
     assert_eq!(held, 0, "no advisory lock left held: {}", bouncer.log());
     // Everything else that an operator runs around an upgrade works through it too.
     for args in [

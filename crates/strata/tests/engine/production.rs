@@ -111,7 +111,10 @@ async fn a_non_atomic_migration_builds_and_drops_indexes_concurrently_outside_a_
     )
     .await
     .unwrap();
-    assert_eq!(executed, statements, "online ran exactly the offline script");
+    assert_eq!(
+        executed, statements,
+        "online ran exactly the offline script"
+    );
     assert_eq!(applied_set(&mut conn).await.len(), 2);
     assert_eq!(
         text(
@@ -318,7 +321,10 @@ async fn a_lock_never_released_fails_naming_the_holder_at_the_previous_revision(
     );
     assert!(message.contains(&format!("pid {pid}")), "{message}");
     assert!(message.contains("idle in transaction"), "{message}");
-    assert!(message.contains("LOCK TABLE item IN ACCESS SHARE MODE"), "{message}");
+    assert!(
+        message.contains("LOCK TABLE item IN ACCESS SHARE MODE"),
+        "{message}"
+    );
     assert!(message.contains("previous revision"), "{message}");
     assert!(!message.contains('\n'), "one line: {message}");
     assert!(started.elapsed() < Duration::from_secs(10));
