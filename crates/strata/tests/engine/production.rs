@@ -345,6 +345,71 @@ async fn a_lock_never_released_fails_naming_the_holder_at_the_previous_revision(
     assert_eq!(advisory_locks(&mut conn).await, 0);
 }
 
+/// A non-atomic migration's statements run without timeouts (outside a transaction there is no
+/// `SET LOCAL`); a probe under the lock timeout stands in for them and is retried like one.
+#[tokio::test]
+async fn a_concurrent_build_waits_for_its_table_under_the_lock_timeout_too() {
+    let db = TestDb::fresh(Dialect::Postgres).await;
+    let mut conn = db.connect().await;
+    let history = history_with_index_migration(false);
+    up(&mut conn, &history, "p01").await.unwrap();
+    let mut holder = db.connect().await;
+    let pid = text(&mut holder, "SELECT CAST(pg_backend_pid() AS text)").await[0][0]
+        .clone()
+        .unwrap();
+    holder.execute("BEGIN").await.unwrap();
+    // SHARE conflicts with the SHARE UPDATE EXCLUSIVE of a concurrent build.
+    holder
+        .execute("LOCK TABLE item IN SHARE MODE")
+        .await
+        .unwrap();
+    let err = runner::run_with(
+        &mut conn,
+        &history,
+        VERSION_TABLE,
+        Direction::Up,
+        "head",
+        &quick_retries(1),
+        &mut |_| {},
+    )
+    .await
+    .unwrap_err();
+    let message = err.to_string();
+    assert!(
+        matches!(err, RunError::LockTimeout { attempts: 2, .. }),
+        "{message}"
+    );
+    assert!(message.contains(&format!("pid {pid}")), "{message}");
+    assert!(
+        message.contains("LOCK TABLE item IN SHARE MODE"),
+        "{message}"
+    );
+    assert_eq!(applied_set(&mut conn).await.len(), 1);
+    assert_eq!(
+        scalar_i64(
+            &mut conn,
+            "SELECT count(*) FROM pg_class WHERE relname = 'ix_item_code'"
+        )
+        .await,
+        0,
+        "the build did not start"
+    );
+
+    holder.execute("COMMIT").await.unwrap();
+    let done = runner::run_with(
+        &mut conn,
+        &history,
+        VERSION_TABLE,
+        Direction::Up,
+        "head",
+        &quick_retries(1),
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(done, ["p02"]);
+}
+
 /// The time writes waited at most while `build` (an index build on 200,000 rows) ran through
 /// the runner, with another connection inserting and updating rows all along.
 async fn longest_write_wait_during(db: &TestDb, history: &History) -> (Duration, usize) {
@@ -384,7 +449,9 @@ async fn longest_write_wait_during(db: &TestDb, history: &History) -> (Duration,
 }
 
 /// 200,000 rows, an index built CONCURRENTLY by a non-atomic migration while another
-/// connection keeps inserting and updating: no write waits a second.
+/// connection keeps inserting and updating: no write waits a second. The keys are long (512
+/// characters) so that a plain build takes longer than that (about 3 s here, all of it a wait
+/// for the writer: with `.atomic(true)` this test fails).
 #[tokio::test]
 async fn a_concurrent_index_build_on_200k_rows_does_not_hold_up_writes() {
     let db = TestDb::fresh(Dialect::Postgres).await;
@@ -393,7 +460,7 @@ async fn a_concurrent_index_build_on_200k_rows_does_not_hold_up_writes() {
     up(&mut conn, &history, "p01").await.unwrap();
     conn.execute(
         "INSERT INTO item (id, code, note) \
-         SELECT i, repeat(md5(CAST(i AS text)), 4), NULL FROM generate_series(1, 200000) AS i",
+         SELECT i, repeat(md5(CAST(i AS text)), 16), NULL FROM generate_series(1, 200000) AS i",
     )
     .await
     .unwrap();
