@@ -734,7 +734,7 @@ async fn run_one(
         }
         announced = true;
         on_event(Event::Started { migration: m });
-        if probe_locks(conn, m, options).await? {
+        if timeouts::probe_locks(conn, &m.operations, options).await? {
             return Ok(Outcome::LockTimeout);
         }
     }
@@ -819,49 +819,6 @@ async fn already_done(
         Direction::Up => present,
         Direction::Down => !present,
     })
-}
-
-/// Before a non-atomic migration's steps (which run without timeouts: see
-/// [`crate::timeouts`]): checks under the lock timeout, in a short transaction, that each
-/// table they touch can be locked as a concurrent index build locks it. True when one could
-/// not be (a lock timeout, retried like any other).
-async fn probe_locks(
-    conn: &mut Conn,
-    m: &PlannedMigration,
-    options: &RunOptions,
-) -> Result<bool, RunError> {
-    let Some(timeout) = options.lock_timeout else {
-        return Ok(false);
-    };
-    let settings = RunOptions {
-        lock_timeout: Some(timeout),
-        ..RunOptions::default()
-    }
-    .transaction_settings();
-    for table in timeouts::tables(&m.operations) {
-        conn.execute("BEGIN").await?;
-        let mut statements = settings.clone();
-        statements.push(timeouts::probe_sql(&table));
-        for sql in &statements {
-            if let Err(error) = conn.execute(sql).await {
-                let _ = conn.execute("ROLLBACK").await;
-                if timeouts::is_lock_timeout(&error) {
-                    return Ok(true);
-                }
-                // A table the migration creates does not exist yet: nothing to probe.
-                if error
-                    .as_database_error()
-                    .and_then(|e| e.code())
-                    .is_some_and(|code| code == "42P01")
-                {
-                    break;
-                }
-                return Err(error.into());
-            }
-        }
-        conn.execute("ROLLBACK").await?;
-    }
-    Ok(false)
 }
 
 async fn check_foreign_keys(

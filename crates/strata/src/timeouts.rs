@@ -122,7 +122,7 @@ pub(crate) fn tables(operations: &[Operation]) -> Vec<String> {
 /// The statement that checks, under the lock timeout, that nothing holds a lock a concurrent
 /// index build or drop on `table` would wait for (SHARE UPDATE EXCLUSIVE conflicts with schema
 /// changes, VACUUM and other concurrent builds, not with reads and writes).
-pub(crate) fn probe_sql(table: &str) -> String {
+fn probe_sql(table: &str) -> String {
     format!(
         "LOCK TABLE {} IN SHARE UPDATE EXCLUSIVE MODE",
         quote_ident(table)
@@ -186,6 +186,49 @@ fn one_line(text: &str, max: usize) -> String {
         let cut: String = collapsed.chars().take(max).collect();
         format!("{cut}...")
     }
+}
+
+/// Before a non-atomic migration's steps (which run without timeouts: see
+/// the module's notes): checks under the lock timeout, in a short transaction, that each
+/// table they touch can be locked as a concurrent index build locks it. True when one could
+/// not be (a lock timeout, retried like any other).
+pub(crate) async fn probe_locks(
+    conn: &mut Conn,
+    operations: &[Operation],
+    options: &RunOptions,
+) -> Result<bool, sqlx::Error> {
+    let Some(timeout) = options.lock_timeout else {
+        return Ok(false);
+    };
+    let settings = RunOptions {
+        lock_timeout: Some(timeout),
+        ..RunOptions::default()
+    }
+    .transaction_settings();
+    'tables: for table in tables(operations) {
+        conn.execute("BEGIN").await?;
+        let mut statements = settings.clone();
+        statements.push(probe_sql(&table));
+        for sql in &statements {
+            if let Err(error) = conn.execute(sql).await {
+                let _ = conn.execute("ROLLBACK").await;
+                if is_lock_timeout(&error) {
+                    return Ok(true);
+                }
+                // A table the migration creates does not exist yet: nothing to probe.
+                if error
+                    .as_database_error()
+                    .and_then(|e| e.code())
+                    .is_some_and(|code| code == "42P01")
+                {
+                    continue 'tables;
+                }
+                return Err(error);
+            }
+        }
+        conn.execute("ROLLBACK").await?;
+    }
+    Ok(false)
 }
 
 #[cfg(test)]
