@@ -156,6 +156,14 @@ impl Drop for PgBouncer {
         if let Ok(pid) = std::fs::read_to_string(self.dir.path().join("pgbouncer.pid")) {
             let _ = Command::new("kill").args(["-TERM", pid.trim()]).status();
         }
+        // runuser ends when PgBouncer does; kill it only if that takes too long.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
