@@ -314,50 +314,74 @@ pub fn make_migration(
         }
     };
     let head_schema = history.head_schema()?;
-    // Index builds and drops on tables that already hold rows go into a migration of their
-    // own that runs outside a transaction, CONCURRENTLY on PostgreSQL (writes go on).
-    let (operations, index_operations) = match kind {
-        MakeKind::Autogenerate => {
-            strata::concurrent::split_index_operations(operations, &head_schema)
-        }
-        _ => (operations, Vec::new()),
+    let written = write_migrations(
+        dir,
+        &registry,
+        message,
+        &parents,
+        operations,
+        kind == MakeKind::Autogenerate,
+        &head_schema,
+        dialect(settings.url.backend()),
+        now,
+    )?;
+    Ok(Some(Written {
+        warnings,
+        ..written
+    }))
+}
+
+/// Writes the migration of `operations` made against `head_schema`; with `split`, index
+/// builds and drops on tables that already hold rows go into a migration of their own after
+/// it, which runs outside a transaction (CONCURRENTLY on PostgreSQL, so writes go on).
+#[allow(clippy::too_many_arguments)]
+fn write_migrations(
+    dir: &Path,
+    registry: &strata::writer::Registry,
+    message: &str,
+    parents: &[String],
+    operations: Vec<strata::Operation>,
+    split: bool,
+    head_schema: &strata::Schema,
+    dialect: Dialect,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<Written, MigrateError> {
+    let registry_path = dir.join("mod.rs");
+    let (operations, index_operations) = if split {
+        strata::concurrent::split_index_operations(operations, head_schema)
+    } else {
+        (operations, Vec::new())
     };
-    let dialect = dialect(settings.url.backend());
     std::fs::create_dir_all(dir).map_err(|source| MigrateError::Io {
-        path: dir.clone(),
+        path: dir.to_path_buf(),
         source,
     })?;
-    if operations.is_empty() {
+    if operations.is_empty() && !index_operations.is_empty() {
         // Only index changes: one non-atomic migration.
-        let lint = lint::lint_with(&index_operations, &head_schema, dialect, false);
+        let lint = lint::lint_with(&index_operations, head_schema, dialect, false);
         let written = write_migration(
             dir,
             &registry_path,
-            &registry,
+            registry,
             message,
-            &parents,
+            parents,
             &index_operations,
             false,
             now,
         )?;
-        return Ok(Some(Written {
-            warnings,
-            lint,
-            ..written
-        }));
+        return Ok(Written { lint, ..written });
     }
-    let lint = lint::lint(&operations, &head_schema, dialect);
+    let lint = lint::lint(&operations, head_schema, dialect);
     let mut written = write_migration(
         dir,
         &registry_path,
-        &registry,
+        registry,
         message,
-        &parents,
+        parents,
         &operations,
         true,
         now,
     )?;
-    written.warnings = warnings;
     written.lint = lint;
     if !index_operations.is_empty() {
         let mut after = head_schema.clone();
@@ -381,7 +405,7 @@ pub fn make_migration(
         indexes.lint = lint::lint_with(&index_operations, &after, dialect, false);
         written.indexes = Some(Box::new(indexes));
     }
-    Ok(Some(written))
+    Ok(written)
 }
 
 /// Writes one migration file and lists it in the registry (given as read before).
@@ -483,4 +507,84 @@ fn write_atomically(path: &Path, text: &str) -> Result<(), MigrateError> {
     let tmp = path.with_extension("rs.tmp");
     std::fs::write(&tmp, text).map_err(io)?;
     std::fs::rename(&tmp, path).map_err(io)
+}
+
+#[cfg(test)]
+mod tests {
+    use strata::prelude::*;
+
+    use super::*;
+
+    fn item_table() -> strata::Schema {
+        let mut schema = strata::Schema::default();
+        create_table(
+            Table::new("item")
+                .with_column(Column::new("id", ColumnType::Integer))
+                .with_column(Column::new("code", ColumnType::Text))
+                .with_primary_key(["id"]),
+        )
+        .apply(&mut schema)
+        .unwrap();
+        schema
+    }
+
+    #[test]
+    fn index_changes_on_existing_tables_are_written_as_a_second_non_atomic_migration() {
+        let dir = tempfile::tempdir().unwrap();
+        let ops = vec![
+            add_column("item", Column::new("note", ColumnType::Text).nullable()),
+            create_index("item", "ix_item_code", &["code"]),
+        ];
+        let written = write_migrations(
+            dir.path(),
+            &strata::writer::Registry::new(),
+            "notes",
+            &["p".to_string()],
+            ops,
+            true,
+            &item_table(),
+            Dialect::Postgres,
+            chrono::Utc::now(),
+        )
+        .unwrap();
+        let main = std::fs::read_to_string(&written.path).unwrap();
+        assert!(!main.contains(".atomic("), "{main}");
+        assert!(!main.contains("ix_item_code"), "{main}");
+        let indexes = written.indexes.expect("a second migration");
+        let second = std::fs::read_to_string(&indexes.path).unwrap();
+        assert!(second.contains(".atomic(false)"), "{second}");
+        assert!(second.contains("ix_item_code"), "{second}");
+        assert!(
+            second.contains(&written.revision),
+            "its parent is the first: {second}"
+        );
+        assert!(second.contains("notes (indexes)"), "{second}");
+        assert!(
+            indexes.lint.is_empty(),
+            "built CONCURRENTLY: {:?}",
+            indexes.lint
+        );
+        let registry = std::fs::read_to_string(dir.path().join("mod.rs")).unwrap();
+        assert!(registry.contains(&written.revision) && registry.contains(&indexes.revision));
+    }
+
+    #[test]
+    fn an_empty_migration_stays_atomic_and_single() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = write_migrations(
+            dir.path(),
+            &strata::writer::Registry::new(),
+            "by hand",
+            &["p".to_string()],
+            Vec::new(),
+            false,
+            &item_table(),
+            Dialect::Postgres,
+            chrono::Utc::now(),
+        )
+        .unwrap();
+        assert!(written.indexes.is_none());
+        let text = std::fs::read_to_string(&written.path).unwrap();
+        assert!(!text.contains(".atomic("), "{text}");
+    }
 }
