@@ -15,7 +15,7 @@ use strata::{Dialect, lint};
 // What callers of this module see of the engine, so the CLI and startup name only `migrate`.
 pub use strata::adopt::{AdoptError, AdoptionPlan, AdoptionRecord};
 pub use strata::autodetect::{NoRenames, RenameCandidate, RenamePolicy};
-pub use strata::lint::Warning as LintWarning;
+pub use strata::lint::{DialectWarning, Warning as LintWarning};
 pub use strata::migrator::{CheckReport, Status};
 pub use strata::runner::Event;
 pub use strata::state::Direction;
@@ -53,6 +53,16 @@ pub enum MigrateError {
     StaleBinary { path: PathBuf, revision: String },
     #[error("{0}")]
     Refused(String),
+    /// Strict mode (`--strict`, DATABASE_MIGRATION_STRICT) and the lint found something.
+    #[error(
+        "strict mode (--strict or DATABASE_MIGRATION_STRICT): {} lint finding(s); {outcome}",
+        findings.len()
+    )]
+    Strict {
+        findings: Vec<DialectWarning>,
+        /// What was not done, e.g. "no migration was written".
+        outcome: &'static str,
+    },
 }
 
 impl From<RunError> for MigrateError {
@@ -126,6 +136,20 @@ pub fn offline_sql(
     range: &str,
 ) -> Result<String, MigrateError> {
     Ok(migrator(settings)?.offline_sql(dialect(settings.url.backend()), direction, range)?)
+}
+
+/// The lint findings of the migrations a run in `direction` to `target` would run now, each
+/// read against the schema before it (for `--strict` before anything runs).
+pub async fn lint_pending(
+    db: &Database,
+    settings: &DatabaseSettings,
+    direction: Direction,
+    target: &str,
+) -> Result<Vec<LintWarning>, MigrateError> {
+    let migrator = migrator(settings)?;
+    let mut conn = connection(db).await?;
+    let plan = migrator.plan(&mut conn, direction, target).await?;
+    Ok(migrator.lint(&plan)?)
 }
 
 /// Records `target` (and its ancestors) as applied without running anything.
@@ -243,7 +267,8 @@ pub struct Written {
     pub path: PathBuf,
     pub operations: Vec<String>,
     pub warnings: Vec<String>,
-    pub lint: Vec<lint::Warning>,
+    /// For both dialects: a migration is written once and runs on either.
+    pub lint: Vec<DialectWarning>,
 }
 
 /// How `make-migrations` should build the next migration.
@@ -265,6 +290,7 @@ pub fn make_migration(
     kind: MakeKind,
     renames: &mut dyn RenamePolicy,
     now: chrono::DateTime<chrono::Utc>,
+    strict: bool,
 ) -> Result<Option<Written>, MigrateError> {
     let history = history()?;
     let dir = &settings.migration_path;
@@ -304,7 +330,13 @@ pub fn make_migration(
         }
     };
     let head_schema = history.head_schema()?;
-    let lint = lint::lint(&operations, &head_schema, dialect(settings.url.backend()));
+    let lint = lint::lint_both(&operations, &head_schema, lint::LintContext::default());
+    if strict && !lint.is_empty() {
+        return Err(MigrateError::Strict {
+            findings: lint,
+            outcome: "no migration was written",
+        });
+    }
     let revision = strata::writer::new_revision();
     let created = now.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let file_name =

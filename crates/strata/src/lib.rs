@@ -16,13 +16,17 @@ pub mod autodetect;
 mod builders;
 pub mod introspect;
 pub mod lint;
+mod lint_postgres;
 pub mod migration;
 pub mod migrator;
+mod narrowing_guard;
 pub mod ops;
 pub mod prelude;
 pub mod render;
 pub mod runner;
 pub mod schema;
+pub mod sqlite_dependents;
+mod sqlite_rebuilds;
 pub mod state;
 #[cfg(test)]
 pub mod testing;

@@ -3,6 +3,8 @@
 //! writer's golden files.
 
 mod adopt;
+mod lossless;
+mod rebuilds;
 mod runner;
 mod support;
 mod writer_roundtrip;
