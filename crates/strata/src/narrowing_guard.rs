@@ -6,7 +6,8 @@
 //! guard: a statement that fails, naming the table, the column, how many rows and the keys of
 //! the first of them, when a stored value would not survive the cast unchanged. It runs in
 //! the migration's transaction, so the migration rolls back and nothing is cut. To narrow
-//! anyway, the migration changes those values itself first (an `UPDATE` in a raw SQL step).
+//! anyway, the migration says so: [`truncate_to_fit`] before the change casts the values that
+//! do not fit (or the migration changes them itself first).
 //!
 //! SQLite needs no guard: it ignores declared lengths and keeps every value as stored.
 
@@ -53,8 +54,8 @@ pub(crate) fn postgres_guard(table: &Table, from: &Column, to: &Column) -> Optio
     let literal = |text: &str| text.replace('\'', "''").replace('%', "%%");
     let message = format!(
         "cannot change column {}.{} from {from_ty} to {to_ty}: % row(s) hold values the change \
-         would cut or round ({}: %); change those values first (an UPDATE in a raw SQL step \
-         before this one)",
+         would cut or round ({}: %); change those values first, or put truncate_to_fit before \
+         this change to cut them",
         literal(&table.name),
         literal(&from.name),
         literal(&key_label)
@@ -68,4 +69,32 @@ pub(crate) fn postgres_guard(table: &Table, from: &Column, to: &Column) -> Optio
          RAISE EXCEPTION '{message}', found, keys USING ERRCODE = 'data_exception'; \
          END IF; END $strata$"
     ))
+}
+
+/// The explicit opt-in to lose data when narrowing: put it right before the `alter_column`
+/// that narrows `table.to` (`to` as the column will be). On PostgreSQL it casts every value
+/// that does not fit to the new type (cutting text, rounding numbers) so the guard then finds
+/// nothing; on SQLite, which keeps values as stored, it does nothing. Undoing it does nothing:
+/// what was cut stays cut.
+///
+/// ```
+/// use strata::prelude::*;
+/// let item = Column::new("item", ColumnType::String(Some(100)));
+/// let ops = vec![truncate_to_fit("todo", &item), alter_column("todo", item)];
+/// # assert_eq!(ops.len(), 2);
+/// ```
+pub fn truncate_to_fit(table: impl Into<String>, to: &Column) -> crate::Operation {
+    let table = quote_ident(&table.into());
+    let column = quote_ident(&to.name);
+    let ty = column_type_sql(&to.ty, Dialect::Postgres);
+    crate::Operation::RawSql {
+        up: crate::DialectSql {
+            postgres: format!(
+                "UPDATE {table} SET {column} = CAST({column} AS {ty}) \
+                 WHERE {column} IS DISTINCT FROM CAST({column} AS {ty})"
+            ),
+            sqlite: String::new(),
+        },
+        down: Some(crate::DialectSql::both("")),
+    }
 }

@@ -197,3 +197,51 @@ async fn orphaned_rows_are_named_and_the_pragma_comes_back() {
         "the rebuild was rolled back"
     );
 }
+
+on_both_dialects!(truncation_when_the_migration_asks_for_it);
+
+async fn truncation_when_the_migration_asks_for_it(dialect: Dialect) {
+    let db = TestDb::fresh(dialect).await;
+    let mut conn = db.connect().await;
+    let short = col("item", ColumnType::String(Some(100)));
+    let history = History::new(vec![
+        Migration::new("t01", &[], "todo", "t").operations(vec![create_table(
+            Table::new("todo")
+                .with_column(col("id", ColumnType::Integer))
+                .with_column(col("item", ColumnType::String(Some(200))))
+                .with_primary_key(["id"]),
+        )]),
+        Migration::new("t02", &["t01"], "shorter items, cut", "t").operations(vec![
+            truncate_to_fit("todo", &short),
+            alter_column("todo", short.clone()),
+        ]),
+    ])
+    .unwrap();
+    up(&mut conn, &history, "t01").await.unwrap();
+    conn.execute(&format!(
+        "INSERT INTO todo (id, item) VALUES (1, 'short'), (2, '{}')",
+        "y".repeat(150)
+    ))
+    .await
+    .unwrap();
+    up(&mut conn, &history, "head").await.unwrap();
+    let expected = match dialect {
+        Dialect::Postgres => 100,
+        // SQLite keeps the value as stored.
+        Dialect::Sqlite => 150,
+    };
+    assert_eq!(
+        scalar_i64(
+            &mut conn,
+            "SELECT CAST(max(length(item)) AS bigint) FROM todo"
+        )
+        .await,
+        expected
+    );
+    assert_eq!(
+        text_lines(&mut conn, "SELECT item FROM todo WHERE id = 1").await,
+        ["short"]
+    );
+    // And back: nothing to restore, nothing refused.
+    down(&mut conn, &history, "t01").await.unwrap();
+}
