@@ -126,7 +126,7 @@ pub enum RunError {
         error: String,
     },
     #[error(
-        "migration {revision} ({message}) leaves rows whose foreign keys point nowhere: {orphans}; nothing was changed"
+        "migration {revision} ({message}) leaves rows whose foreign keys point nowhere: {orphans}; it was rolled back"
     )]
     ForeignKeyCheck {
         revision: String,

@@ -55,8 +55,8 @@ pub enum DatabaseCommand {
         #[arg(long)]
         backup: bool,
         /// Refuse to run (nothing applied) if the lint finds anything in the migrations to
-        /// apply; also DATABASE_MIGRATION_STRICT.
-        #[arg(long)]
+        /// apply; also DATABASE_MIGRATION_STRICT (which --sql ignores).
+        #[arg(long, conflicts_with = "sql")]
         strict: bool,
     },
     /// Undo migrations down to TARGET: -N (default -1), a revision (kept), or base (undo all).
