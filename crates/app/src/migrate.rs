@@ -15,7 +15,7 @@ use strata::{Dialect, lint};
 // What callers of this module see of the engine, so the CLI and startup name only `migrate`.
 pub use strata::adopt::{AdoptError, AdoptionPlan, AdoptionRecord};
 pub use strata::autodetect::{NoRenames, RenameCandidate, RenamePolicy};
-pub use strata::lint::Warning as LintWarning;
+pub use strata::lint::{DialectWarning, Warning as LintWarning};
 pub use strata::migrator::{CheckReport, Status};
 pub use strata::runner::Event;
 pub use strata::state::Direction;
@@ -53,6 +53,16 @@ pub enum MigrateError {
     StaleBinary { path: PathBuf, revision: String },
     #[error("{0}")]
     Refused(String),
+    /// Strict mode (`--strict`, DATABASE_MIGRATION_STRICT) and the lint found something.
+    #[error(
+        "strict mode (--strict or DATABASE_MIGRATION_STRICT): {} lint finding(s); {outcome}",
+        findings.len()
+    )]
+    Strict {
+        findings: Vec<DialectWarning>,
+        /// What was not done, e.g. "no migration was written".
+        outcome: &'static str,
+    },
 }
 
 impl From<RunError> for MigrateError {
@@ -133,6 +143,20 @@ pub fn offline_sql(
     range: &str,
 ) -> Result<String, MigrateError> {
     Ok(migrator(settings)?.offline_sql(dialect(settings.url.backend()), direction, range)?)
+}
+
+/// The lint findings of the migrations a run in `direction` to `target` would run now, each
+/// read against the schema before it (for `--strict` before anything runs).
+pub async fn lint_pending(
+    db: &Database,
+    settings: &DatabaseSettings,
+    direction: Direction,
+    target: &str,
+) -> Result<Vec<LintWarning>, MigrateError> {
+    let migrator = migrator(settings)?;
+    let mut conn = connection(db).await?;
+    let plan = migrator.plan(&mut conn, direction, target).await?;
+    Ok(migrator.lint(&plan)?)
 }
 
 /// Records `target` (and its ancestors) as applied without running anything.
@@ -250,7 +274,8 @@ pub struct Written {
     pub path: PathBuf,
     pub operations: Vec<String>,
     pub warnings: Vec<String>,
-    pub lint: Vec<lint::Warning>,
+    /// For both dialects: a migration is written once and runs on either.
+    pub lint: Vec<DialectWarning>,
     /// The non-atomic migration written after this one with its index builds and drops on
     /// existing tables (run CONCURRENTLY on PostgreSQL), when there are both kinds of change.
     pub indexes: Option<Box<Written>>,
@@ -275,6 +300,7 @@ pub fn make_migration(
     kind: MakeKind,
     renames: &mut dyn RenamePolicy,
     now: chrono::DateTime<chrono::Utc>,
+    strict: bool,
 ) -> Result<Option<Written>, MigrateError> {
     let history = history()?;
     let dir = &settings.migration_path;
@@ -322,7 +348,7 @@ pub fn make_migration(
         operations,
         kind == MakeKind::Autogenerate,
         &head_schema,
-        dialect(settings.url.backend()),
+        strict,
         now,
     )?;
     Ok(Some(Written {
@@ -333,7 +359,8 @@ pub fn make_migration(
 
 /// Writes the migration of `operations` made against `head_schema`; with `split`, index
 /// builds and drops on tables that already hold rows go into a migration of their own after
-/// it, which runs outside a transaction (CONCURRENTLY on PostgreSQL, so writes go on).
+/// it, which runs outside a transaction (CONCURRENTLY on PostgreSQL, so writes go on). Both
+/// are linted for both dialects first; in `strict` mode a finding writes nothing.
 #[allow(clippy::too_many_arguments)]
 fn write_migrations(
     dir: &Path,
@@ -343,7 +370,7 @@ fn write_migrations(
     operations: Vec<strata::Operation>,
     split: bool,
     head_schema: &strata::Schema,
-    dialect: Dialect,
+    strict: bool,
     now: chrono::DateTime<chrono::Utc>,
 ) -> Result<Written, MigrateError> {
     let registry_path = dir.join("mod.rs");
@@ -352,13 +379,30 @@ fn write_migrations(
     } else {
         (operations, Vec::new())
     };
+    let mut after = head_schema.clone();
+    for op in &operations {
+        let _ = op.apply(&mut after);
+    }
+    let lint = lint::lint_both(&operations, head_schema, lint::LintContext::default());
+    let index_lint = lint::lint_both(
+        &index_operations,
+        &after,
+        lint::LintContext {
+            concurrent_index_builds: true,
+        },
+    );
+    if strict && (!lint.is_empty() || !index_lint.is_empty()) {
+        return Err(MigrateError::Strict {
+            findings: lint.into_iter().chain(index_lint).collect(),
+            outcome: "no migration was written",
+        });
+    }
     std::fs::create_dir_all(dir).map_err(|source| MigrateError::Io {
         path: dir.to_path_buf(),
         source,
     })?;
     if operations.is_empty() && !index_operations.is_empty() {
         // Only index changes: one non-atomic migration.
-        let lint = lint::lint_with(&index_operations, head_schema, dialect, false);
         let written = write_migration(
             dir,
             &registry_path,
@@ -369,9 +413,11 @@ fn write_migrations(
             false,
             now,
         )?;
-        return Ok(Written { lint, ..written });
+        return Ok(Written {
+            lint: index_lint,
+            ..written
+        });
     }
-    let lint = lint::lint(&operations, head_schema, dialect);
     let mut written = write_migration(
         dir,
         &registry_path,
@@ -384,10 +430,6 @@ fn write_migrations(
     )?;
     written.lint = lint;
     if !index_operations.is_empty() {
-        let mut after = head_schema.clone();
-        for op in &operations {
-            let _ = op.apply(&mut after);
-        }
         let registry = match read_optional(&registry_path)? {
             Some(text) => strata::writer::Registry::parse(&text)?,
             None => strata::writer::Registry::new(),
@@ -402,7 +444,7 @@ fn write_migrations(
             false,
             now,
         )?;
-        indexes.lint = lint::lint_with(&index_operations, &after, dialect, false);
+        indexes.lint = index_lint;
         written.indexes = Some(Box::new(indexes));
     }
     Ok(written)
@@ -543,7 +585,7 @@ mod tests {
             ops,
             true,
             &item_table(),
-            Dialect::Postgres,
+            false,
             chrono::Utc::now(),
         )
         .unwrap();
@@ -579,7 +621,7 @@ mod tests {
             Vec::new(),
             false,
             &item_table(),
-            Dialect::Postgres,
+            false,
             chrono::Utc::now(),
         )
         .unwrap();

@@ -17,13 +17,17 @@ mod builders;
 pub mod concurrent;
 pub mod introspect;
 pub mod lint;
+mod lint_postgres;
 pub mod migration;
 pub mod migrator;
+mod narrowing_guard;
 pub mod ops;
 pub mod prelude;
 pub mod render;
 pub mod runner;
 pub mod schema;
+pub mod sqlite_dependents;
+mod sqlite_rebuilds;
 pub mod state;
 #[cfg(test)]
 pub mod testing;

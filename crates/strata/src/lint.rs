@@ -34,29 +34,31 @@ pub enum Risk {
     MayFail,
     /// Code running against the old schema breaks.
     Compatibility,
+    /// The lint cannot read it (raw SQL): review it by hand.
+    Unchecked,
+}
+
+/// What the lint must know of the migration beyond its operations.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LintContext {
+    /// The migration runs outside a transaction and builds and drops its indexes with
+    /// `CONCURRENTLY` (PostgreSQL): index changes then block no writes.
+    pub concurrent_index_builds: bool,
 }
 
 /// Warnings for `ops` applied in order starting from `before` (apply each op to a clone to
 /// move on).
 pub fn lint(ops: &[Operation], before: &Schema, dialect: Dialect) -> Vec<Warning> {
-    lint_with(ops, before, dialect, true)
+    lint_with(ops, before, dialect, LintContext::default())
 }
 
-/// [`lint`] for the operations of a migration that is `atomic` or not: a non-atomic one
-/// builds and drops its indexes CONCURRENTLY on PostgreSQL, so they draw no warning.
+/// [`lint`] for a migration run as `context` says.
 pub fn lint_with(
     ops: &[Operation],
     before: &Schema,
     dialect: Dialect,
-    atomic: bool,
+    context: LintContext,
 ) -> Vec<Warning> {
-    let concurrent = |op: &Operation| {
-        !atomic
-            && matches!(
-                op,
-                Operation::CreateIndex { .. } | Operation::DropIndex { .. }
-            )
-    };
     let mut schema = before.clone();
     // Tables created by `ops` so far: empty and unknown to running code.
     let mut fresh: BTreeSet<String> = BTreeSet::new();
@@ -70,8 +72,11 @@ pub fn lint_with(
                 message,
             })
         };
-        if !op.table().is_some_and(|t| fresh.contains(t)) && !concurrent(op) {
+        if !op.table().is_some_and(|t| fresh.contains(t)) {
             for (risk, message) in op_warnings(op, &schema, dialect) {
+                warn(risk, message);
+            }
+            for (risk, message) in crate::lint_postgres::warnings(op, &schema, dialect, context) {
                 warn(risk, message);
             }
         }
@@ -94,6 +99,43 @@ pub fn lint_with(
         }
     }
     warnings
+}
+
+/// A warning and the dialect it concerns: `None` when both dialects give it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DialectWarning {
+    pub dialect: Option<Dialect>,
+    #[serde(flatten)]
+    pub warning: Warning,
+}
+
+/// [`lint_with`] for both dialects, as a migration written once runs on either: the warnings
+/// both give once, then those only PostgreSQL gives, then those only SQLite gives.
+pub fn lint_both(ops: &[Operation], before: &Schema, context: LintContext) -> Vec<DialectWarning> {
+    let pg = lint_with(ops, before, Dialect::Postgres, context);
+    let lite = lint_with(ops, before, Dialect::Sqlite, context);
+    let label = |dialect: Option<Dialect>| {
+        move |warning: &Warning| DialectWarning {
+            dialect,
+            warning: warning.clone(),
+        }
+    };
+    let mut out: Vec<DialectWarning> = pg
+        .iter()
+        .filter(|w| lite.contains(w))
+        .map(label(None))
+        .collect();
+    out.extend(
+        pg.iter()
+            .filter(|w| !lite.contains(w))
+            .map(label(Some(Dialect::Postgres))),
+    );
+    out.extend(
+        lite.iter()
+            .filter(|w| !pg.contains(w))
+            .map(label(Some(Dialect::Sqlite))),
+    );
+    out
 }
 
 /// The warnings for one operation read against `before`.
@@ -140,15 +182,6 @@ fn op_warnings(op: &Operation, before: &Schema, dialect: Dialect) -> Vec<(Risk, 
                 }
             }
         }
-        Operation::CreateIndex { table, index } if pg => out.push((
-            Risk::Locking,
-            format!(
-                "builds index {} without CONCURRENTLY: blocks writes to {table} while it \
-                 builds; for a large table build it in a non-atomic migration \
-                 (`.atomic(false)`), which creates it CONCURRENTLY outside a transaction",
-                index.name
-            ),
-        )),
         Operation::AddUnique { table, unique } if pg && exists(table) => out.push((
             Risk::Locking,
             format!(
@@ -228,7 +261,7 @@ fn narrowing(column: &str, from: &ColumnType, to: &ColumnType, dialect: Dialect)
 /// True when PostgreSQL's `USING "c"::<to>` cast succeeds but changes values: casts to a
 /// bounded varchar cut, casts to integers and smaller numeric scales round, casts to floats
 /// drop digits, and casts of timestamps drop the zone, the date or the time.
-fn postgres_cast_loses(from: &ColumnType, to: &ColumnType) -> bool {
+pub(crate) fn postgres_cast_loses(from: &ColumnType, to: &ColumnType) -> bool {
     use ColumnType::*;
     let integer = |t: &ColumnType| matches!(t, SmallInteger | Integer | BigInteger);
     match (from, to) {
@@ -421,25 +454,28 @@ mod tests {
             table: "book".into(),
             to: Column::new("author_id", ty).nullable(),
         };
-        // Widening: nothing on PostgreSQL.
-        assert!(warnings(&[alter(ColumnType::BigInteger)], Dialect::Postgres).is_empty());
+        // Widening loses nothing, but PostgreSQL rewrites the table for it.
         assert_eq!(
-            warnings(&[alter(ColumnType::SmallInteger)], Dialect::Postgres),
-            [(
+            risks(&[alter(ColumnType::BigInteger)], Dialect::Postgres),
+            [Risk::Locking]
+        );
+        assert_eq!(
+            warnings(&[alter(ColumnType::SmallInteger)], Dialect::Postgres)[0],
+            (
                 Risk::MayFail,
                 "column book.author_id narrows type from Integer to SmallInteger: fails if a \
                  stored value does not convert"
                     .into()
-            )]
+            )
         );
         assert_eq!(
-            warnings(&[alter(ColumnType::Real)], Dialect::Postgres),
-            [(
+            warnings(&[alter(ColumnType::Real)], Dialect::Postgres)[0],
+            (
                 Risk::DataLoss,
                 "column book.author_id narrows type from Integer to Real: values that do not \
                  fit are rounded or cut"
                     .into()
-            )]
+            )
         );
         let shorter = Operation::AlterColumn {
             table: "book".into(),
@@ -447,14 +483,15 @@ mod tests {
         };
         assert_eq!(
             risks(std::slice::from_ref(&shorter), Dialect::Postgres),
-            [Risk::DataLoss]
+            [Risk::DataLoss, Risk::Locking]
         );
         let lite = warnings(&[shorter], Dialect::Sqlite);
         assert_eq!(lite[0].0, Risk::MayFail);
         assert!(lite[0].1.starts_with(
             "column book.title narrows type from String(100) to String(10): SQLite keeps"
         ));
-        assert_eq!(lite[1].0, Risk::Locking);
+        // SQLite ignores lengths: no rebuild.
+        assert_eq!(lite.len(), 1);
     }
 
     #[test]
@@ -473,8 +510,8 @@ mod tests {
                 vec![(
                     Risk::Locking,
                     "builds index book_title_idx without CONCURRENTLY: blocks writes to book \
-                     while it builds; for a large table build it in a non-atomic migration \
-                     (`.atomic(false)`), which creates it CONCURRENTLY outside a transaction"
+                     while it builds; autogenerate puts index changes on existing tables in a \
+                     non-atomic migration, which builds and drops them CONCURRENTLY"
                         .into()
                 )],
                 vec![]
@@ -610,7 +647,7 @@ mod tests {
         ];
         assert_eq!(
             risks(&ops, Dialect::Postgres),
-            [Risk::Compatibility, Risk::DataLoss]
+            [Risk::Compatibility, Risk::DataLoss, Risk::Locking]
         );
     }
 
@@ -658,6 +695,41 @@ mod tests {
             down: None,
         });
         ops.push(index);
-        assert_eq!(risks(&ops, Dialect::Postgres), [Risk::Locking]);
+        assert_eq!(
+            risks(&ops, Dialect::Postgres),
+            [Risk::Unchecked, Risk::Locking]
+        );
+    }
+
+    #[test]
+    fn both_dialects_label_what_differs() {
+        let ops = [
+            Operation::DropColumn {
+                table: "book".into(),
+                name: "note".into(),
+            },
+            Operation::AlterColumn {
+                table: "book".into(),
+                to: Column::new("author_id", ColumnType::BigInteger).nullable(),
+            },
+        ];
+        let found: Vec<(Option<Dialect>, Risk)> =
+            lint_both(&ops, &schema(), LintContext::default())
+                .into_iter()
+                .map(|w| (w.dialect, w.warning.risk))
+                .collect();
+        assert_eq!(
+            found,
+            [
+                (None, Risk::DataLoss),
+                (Some(Dialect::Postgres), Risk::Locking),
+                (Some(Dialect::Sqlite), Risk::Locking),
+                (Some(Dialect::Sqlite), Risk::Locking),
+            ]
+        );
+        let json =
+            serde_json::to_value(&lint_both(&ops, &schema(), LintContext::default())[1]).unwrap();
+        assert_eq!(json["dialect"], "postgres");
+        assert_eq!(json["risk"], "Locking");
     }
 }

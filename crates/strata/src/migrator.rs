@@ -350,7 +350,9 @@ impl Migrator {
                 &m.operations,
                 &before,
                 plan.dialect,
-                migration.atomic,
+                lint::LintContext {
+                    concurrent_index_builds: !migration.atomic,
+                },
             ));
         }
         Ok(warnings)

@@ -23,6 +23,7 @@
 
 pub use crate::Dialect;
 pub use crate::migration::Migration;
+pub use crate::narrowing_guard::truncate_to_fit;
 pub use crate::ops::{DataFn, DataFuture, DataStep, DialectSql, Operation};
 pub use crate::runner::DataContext;
 pub use crate::schema::{

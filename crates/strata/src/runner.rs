@@ -36,6 +36,8 @@ use crate::Dialect;
 use crate::migration::Migration;
 use crate::ops::{DataFn, Operation};
 use crate::render::{self, RenderError};
+use crate::sqlite_dependents::{self, Dependent, DependentsStep, Phase};
+use crate::sqlite_rebuilds::RebuildPlanner;
 use crate::state::{Direction, History, HistoryError};
 use crate::timeouts;
 pub use crate::timeouts::RunOptions;
@@ -145,12 +147,28 @@ pub enum RunError {
         error: String,
     },
     #[error(
-        "migration {revision} ({message}) leaves rows whose foreign keys point nowhere (table {table}); nothing was changed"
+        "migration {revision} ({message}) leaves rows whose foreign keys point nowhere: {orphans}; it was rolled back"
     )]
     ForeignKeyCheck {
         revision: String,
         message: String,
+        /// The first table with such rows (`PRAGMA foreign_key_check`).
         table: String,
+        /// Each table, the table it points at and the rowids of its first orphaned rows.
+        orphans: String,
+    },
+    /// A run of several migrations failed after some of them committed.
+    #[error(
+        "{error}; before it, {} committed ({}), so the database is now at {at}",
+        if committed.len() == 1 { "1 migration".to_string() } else { format!("{} migrations", committed.len()) },
+        committed.join(", ")
+    )]
+    AfterCommits {
+        error: Box<RunError>,
+        /// The revisions that committed, in the order they ran.
+        committed: Vec<String>,
+        /// The revision(s) the version table records now, or `base`.
+        at: String,
     },
     /// The version table is another tool's: the database must be adopted first.
     #[error(
@@ -194,7 +212,12 @@ pub enum RunError {
 #[derive(Clone)]
 pub enum Step {
     Sql(String),
-    Data { name: String, run: DataFn },
+    Data {
+        name: String,
+        run: DataFn,
+    },
+    /// Around a SQLite rebuild: keep the views, triggers and indexes only the database knows.
+    Dependents(DependentsStep),
 }
 
 impl std::fmt::Debug for Step {
@@ -202,6 +225,7 @@ impl std::fmt::Debug for Step {
         match self {
             Step::Sql(sql) => write!(f, "Sql({sql:?})"),
             Step::Data { name, .. } => write!(f, "Data({name:?})"),
+            Step::Dependents(d) => write!(f, "Dependents({:?} {:?})", d.phase, d.table),
         }
     }
 }
@@ -333,23 +357,29 @@ pub fn plan_migration(
         error: Box::new(error),
     };
     let mut steps = Vec::new();
-    let mut rebuilds_tables = false;
     let atomic = migration.atomic || dialect == Dialect::Sqlite;
+    // SQLite: the rebuilds of one table are held back and done once (see sqlite_rebuilds).
+    let mut rebuilds = RebuildPlanner::default();
     for op in &operations {
+        let mut absorbed = false;
+        if dialect == Dialect::Sqlite {
+            let decision = rebuilds.decide(op, &state);
+            steps.extend(decision.before);
+            absorbed = decision.absorbed;
+        }
         if let Operation::Data(step) = op {
             steps.push(Step::Data {
                 name: step.name.clone(),
                 run: step.up,
             });
         } else {
-            if dialect == Dialect::Sqlite && render::needs_sqlite_rebuild(op, &state) {
-                rebuilds_tables = true;
-            }
             let mut sql = render::render(op, &state, dialect).map_err(render_error)?;
             if !atomic {
                 sql = crate::concurrent::statements(op, sql);
             }
-            steps.extend(sql.into_iter().map(Step::Sql));
+            if !absorbed {
+                steps.extend(sql.into_iter().map(Step::Sql));
+            }
         }
         op.apply(&mut state).map_err(|error| HistoryError::State {
             revision: migration.revision.clone(),
@@ -357,6 +387,10 @@ pub fn plan_migration(
             error,
         })?;
     }
+    if dialect == Dialect::Sqlite {
+        steps.extend(rebuilds.flush_all(&state));
+    }
+    let rebuilds_tables = rebuilds.rebuilt;
     let checksum = migration.checksum();
     let version_sql = match direction {
         Direction::Up => format!(
@@ -438,6 +472,17 @@ impl Plan {
                         out.push_str(&render::data_step_comment(name));
                         out.push('\n');
                     }
+                    Statement::Dependents(d) => {
+                        out.push_str(&d.comment());
+                        out.push('\n');
+                    }
+                    Statement::ForeignKeyCheck => {
+                        out.push_str(
+                            "-- Any row this returns fails the migration (ROLLBACK instead of COMMIT)\n",
+                        );
+                        out.push_str(FOREIGN_KEY_CHECK);
+                        out.push_str(";\n");
+                    }
                 }
             }
             out.push('\n');
@@ -461,7 +506,12 @@ impl Plan {
             out.push(match step {
                 Step::Sql(sql) => Statement::Sql(sql),
                 Step::Data { name, .. } => Statement::Data(name),
+                Step::Dependents(d) => Statement::Dependents(d),
             });
+        }
+        if sqlite_rebuild {
+            // With foreign keys off, only this finds the rows a rebuild left dangling.
+            out.push(Statement::ForeignKeyCheck);
         }
         if !m.atomic {
             out.push(Statement::Sql(begin_sql(self.dialect)));
@@ -484,6 +534,7 @@ impl PlannedMigration {
             .map(|step| match step {
                 Step::Sql(sql) => sql.clone(),
                 Step::Data { name, .. } => render::data_step_comment(name),
+                Step::Dependents(d) => d.comment(),
             })
             .collect()
     }
@@ -494,7 +545,14 @@ impl PlannedMigration {
 pub enum Statement<'a> {
     Sql(&'a str),
     Data(&'a str),
+    /// Finds (before) or re-creates (after) the objects a SQLite rebuild must keep.
+    Dependents(&'a DependentsStep),
+    /// [`FOREIGN_KEY_CHECK`] before the COMMIT of a SQLite rebuild: any row fails the migration.
+    ForeignKeyCheck,
 }
+
+/// The statement that lists rows whose foreign keys point nowhere (SQLite).
+pub const FOREIGN_KEY_CHECK: &str = "PRAGMA foreign_key_check";
 
 /// An advisory-lock key derived from the version table's name, so two applications sharing a
 /// server but not a version table do not block each other.
@@ -615,8 +673,22 @@ pub async fn run_with(
     on_event(Event::Planned { plan: &plan });
     let mut done = Vec::new();
     for m in &plan.migrations {
-        if run_retrying(conn, &plan, m, options, on_event).await? {
-            done.push(m.revision.clone());
+        match run_retrying(conn, &plan, m, options, on_event).await {
+            Ok(true) => done.push(m.revision.clone()),
+            Ok(false) => {}
+            Err(error) if done.is_empty() => return Err(error),
+            Err(error) => {
+                // Those before it stay committed: say which, and where that leaves the database.
+                let at = match applied(conn, version_table).await {
+                    Ok(rows) => revision_of(history, &rows),
+                    Err(err) => format!("a revision that cannot be read ({err})"),
+                };
+                return Err(RunError::AfterCommits {
+                    error: Box::new(error),
+                    committed: done,
+                    at,
+                });
+            }
         }
     }
     Ok(done)
@@ -706,9 +778,49 @@ enum Outcome {
     LockTimeout,
 }
 
+/// The heads of the applied revisions, comma-separated, or `base`.
+fn revision_of(history: &History, rows: &[AppliedRevision]) -> String {
+    let applied: BTreeSet<&str> = rows.iter().map(|r| r.revision.as_str()).collect();
+    let parents: BTreeSet<&str> = applied
+        .iter()
+        .filter_map(|r| history.get(r).ok())
+        .flat_map(|m| m.parents.iter().map(String::as_str))
+        .collect();
+    let heads: Vec<&str> = history
+        .migrations()
+        .iter()
+        .map(|m| m.revision.as_str())
+        .filter(|r| applied.contains(r) && !parents.contains(r))
+        .collect();
+    if heads.is_empty() {
+        "base".to_string()
+    } else {
+        heads.join(", ")
+    }
+}
+
 /// Runs one migration in its transaction (a non-atomic one: its steps, then its version row
 /// in a transaction).
+///
+/// Whatever fails, the transaction is rolled back and SQLite's foreign keys are switched
+/// back on before the error (or the lock timeout) is returned.
 async fn run_one(
+    conn: &mut Conn,
+    plan: &Plan,
+    m: &PlannedMigration,
+    options: &RunOptions,
+    on_event: &mut (dyn FnMut(Event<'_>) + Send),
+) -> Result<Outcome, RunError> {
+    let result = run_statements(conn, plan, m, options, on_event).await;
+    if !matches!(result, Ok(Outcome::Done | Outcome::Skipped)) {
+        // Outside a transaction this fails harmlessly.
+        let _ = conn.execute("ROLLBACK").await;
+        restore_foreign_keys(conn, plan, m).await;
+    }
+    result
+}
+
+async fn run_statements(
     conn: &mut Conn,
     plan: &Plan,
     m: &PlannedMigration,
@@ -723,7 +835,6 @@ async fn run_one(
         error,
     };
     let statements = plan.statements(m);
-    let mut in_transaction = false;
     let mut announced = false;
     if !m.atomic {
         // Its steps run before the transaction that re-reads the version table: skip it now
@@ -738,6 +849,8 @@ async fn run_one(
             return Ok(Outcome::LockTimeout);
         }
     }
+    // What the latest rebuild's dependents step took, for the step after the rebuild.
+    let mut saved: Vec<Dependent> = Vec::new();
     for statement in &statements {
         let sql = match statement {
             Statement::Data(name) => {
@@ -749,31 +862,44 @@ async fn run_one(
                     continue;
                 };
                 let mut cx = DataContext { conn };
-                if let Err(error) = run(&mut cx).await {
-                    let _ = conn.execute("ROLLBACK").await;
-                    restore_foreign_keys(conn, plan, m).await;
-                    return Err(fail(&format!("data step {name}"), error));
-                }
+                run(&mut cx)
+                    .await
+                    .map_err(|error| fail(&format!("data step {name}"), error))?;
+                continue;
+            }
+            Statement::Dependents(d) => {
+                let result = match d.phase {
+                    Phase::Save => sqlite_dependents::save(conn, d).await.map(|s| saved = s),
+                    Phase::Restore => sqlite_dependents::restore(conn, d, &saved).await,
+                };
+                result.map_err(|error| {
+                    fail(
+                        &format!(
+                            "keeping the views, triggers and indexes of table {}",
+                            d.table
+                        ),
+                        error,
+                    )
+                })?;
+                continue;
+            }
+            Statement::ForeignKeyCheck => {
+                on_event(Event::Statement {
+                    sql: FOREIGN_KEY_CHECK,
+                });
+                check_foreign_keys(conn, m).await?;
                 continue;
             }
             Statement::Sql(sql) => *sql,
         };
-        if sql == "COMMIT" && plan.dialect == Dialect::Sqlite && m.rebuilds_tables {
-            check_foreign_keys(conn, plan, m).await?;
-        }
         on_event(Event::Statement { sql });
         if let Err(error) = conn.execute(sql).await {
-            if in_transaction {
-                let _ = conn.execute("ROLLBACK").await;
-            }
-            restore_foreign_keys(conn, plan, m).await;
             if timeouts::is_lock_timeout(&error) && options.lock_timeout.is_some() {
                 return Ok(Outcome::LockTimeout);
             }
             return Err(fail(sql, error.to_string()));
         }
         if sql.starts_with("BEGIN") {
-            in_transaction = true;
             if !announced {
                 announced = true;
                 on_event(Event::Started { migration: m });
@@ -784,10 +910,9 @@ async fn run_one(
                 let mut guard = vec![xact_lock_sql(&plan.version_table)];
                 guard.extend(options.transaction_settings());
                 for sql in &guard {
-                    if let Err(error) = conn.execute(sql).await {
-                        let _ = conn.execute("ROLLBACK").await;
-                        return Err(fail(sql, error.to_string()));
-                    }
+                    conn.execute(sql)
+                        .await
+                        .map_err(|error| fail(sql, error.to_string()))?;
                 }
             }
             // Another process may have run this migration while we waited for the lock.
@@ -821,22 +946,52 @@ async fn already_done(
     })
 }
 
-async fn check_foreign_keys(
-    conn: &mut Conn,
-    plan: &Plan,
-    m: &PlannedMigration,
-) -> Result<(), RunError> {
-    let broken = conn.fetch_text("PRAGMA foreign_key_check").await?;
-    if let Some(row) = broken.first() {
-        let _ = conn.execute("ROLLBACK").await;
-        restore_foreign_keys(conn, plan, m).await;
-        return Err(RunError::ForeignKeyCheck {
-            revision: m.revision.clone(),
-            message: m.message.clone(),
-            table: row.first().cloned().flatten().unwrap_or_default(),
-        });
+/// Fails with the tables, and the first rowids, of rows whose foreign keys point nowhere.
+async fn check_foreign_keys(conn: &mut Conn, m: &PlannedMigration) -> Result<(), RunError> {
+    // The rowid is an integer (NULL for a WITHOUT ROWID table): read it as text.
+    let rows = conn
+        .fetch_text(
+            "SELECT \"table\", \"parent\", CAST(\"rowid\" AS TEXT) FROM pragma_foreign_key_check \
+             ORDER BY 1, 2, \"rowid\"",
+        )
+        .await?;
+    let Some(first) = rows.first() else {
+        return Ok(());
+    };
+    let mut groups: Vec<(String, String, Vec<String>)> = Vec::new();
+    for row in &rows {
+        let cell = |i: usize| row.get(i).cloned().flatten().unwrap_or_default();
+        let (table, parent) = (cell(0), cell(1));
+        let rowid = row.get(2).cloned().flatten();
+        let key = rowid.unwrap_or_else(|| "(no rowid)".to_string());
+        match groups.last_mut() {
+            Some((t, p, keys)) if *t == table && *p == parent => keys.push(key),
+            _ => groups.push((table, parent, vec![key])),
+        }
     }
-    Ok(())
+    const SHOWN: usize = 5;
+    let orphans = groups
+        .iter()
+        .map(|(table, parent, keys)| {
+            let mut shown = keys
+                .iter()
+                .take(SHOWN)
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ");
+            if keys.len() > SHOWN {
+                shown.push_str(&format!(" and {} more", keys.len() - SHOWN));
+            }
+            format!("table {table} rowid {shown} (pointing at {parent})")
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    Err(RunError::ForeignKeyCheck {
+        revision: m.revision.clone(),
+        message: m.message.clone(),
+        table: first.first().cloned().flatten().unwrap_or_default(),
+        orphans,
+    })
 }
 
 async fn restore_foreign_keys(conn: &mut Conn, plan: &Plan, m: &PlannedMigration) {

@@ -11,8 +11,8 @@ use crate::config::Settings;
 use crate::doctor::{self, Level};
 use crate::fixtures;
 use crate::migrate::{
-    self, AdoptionRecord, Direction, Event, LintWarning, MakeKind, NoRenames, RenameCandidate,
-    RenamePolicy,
+    self, AdoptionRecord, DialectWarning, Direction, Event, LintWarning, MakeKind, MigrateError,
+    NoRenames, RenameCandidate, RenamePolicy,
 };
 
 #[derive(Debug, Subcommand)]
@@ -54,6 +54,10 @@ pub enum DatabaseCommand {
         /// Take a backup first (as `app database backup` with its default name) and name the file.
         #[arg(long)]
         backup: bool,
+        /// Refuse to run (nothing applied) if the lint finds anything in the migrations to
+        /// apply; also DATABASE_MIGRATION_STRICT (which --sql ignores).
+        #[arg(long, conflicts_with = "sql")]
+        strict: bool,
     },
     /// Undo migrations down to TARGET: -N (default -1), a revision (kept), or base (undo all).
     #[command(allow_hyphen_values = true)]
@@ -100,6 +104,10 @@ pub enum DatabaseCommand {
     Check {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
+        /// Also fail if the lint finds anything in the migrations not applied yet; also
+        /// DATABASE_MIGRATION_STRICT.
+        #[arg(long)]
+        strict: bool,
     },
     /// Diagnose the database: connection, pool settings, schema revision and drift, and
     /// backend checks (SQLite integrity, foreign keys, journal mode; PostgreSQL sizes, unused
@@ -167,6 +175,10 @@ pub struct MakeArgs {
     /// Write a merge migration joining all heads.
     #[arg(long)]
     pub merge: bool,
+    /// Write nothing and fail if the lint (for both dialects) finds anything; also
+    /// DATABASE_MIGRATION_STRICT.
+    #[arg(long)]
+    pub strict: bool,
 }
 
 pub async fn run(command: DatabaseCommand, settings: &Settings) -> Result<(), CliError> {
@@ -182,7 +194,8 @@ pub async fn run(command: DatabaseCommand, settings: &Settings) -> Result<(), Cl
             } else {
                 MakeKind::Autogenerate
             };
-            make(settings, &args.message, kind)
+            let strict = args.strict || db_settings.migration_strict;
+            make(settings, &args.message, kind, strict)
         }
         DatabaseCommand::Revision {
             autogenerate,
@@ -193,7 +206,7 @@ pub async fn run(command: DatabaseCommand, settings: &Settings) -> Result<(), Cl
             } else {
                 MakeKind::Empty
             };
-            make(settings, &message, kind)
+            make(settings, &message, kind, db_settings.migration_strict)
         }
         DatabaseCommand::Upgrade {
             target, sql: true, ..
@@ -215,7 +228,11 @@ pub async fn run(command: DatabaseCommand, settings: &Settings) -> Result<(), Cl
             target,
             sql: false,
             backup,
+            strict,
         } => {
+            if strict || db_settings.migration_strict {
+                refuse_lint_findings(settings, &target).await?;
+            }
             if backup {
                 // Nothing is migrated unless the backup was written.
                 let report = backup::backup(db_settings, BackupFormat::Custom, None).await?;
@@ -235,7 +252,9 @@ pub async fn run(command: DatabaseCommand, settings: &Settings) -> Result<(), Cl
         DatabaseCommand::Heads { format } => heads(format),
         DatabaseCommand::Show { revision, format } => show(settings, &revision, format),
         DatabaseCommand::Stamp { revision } => stamp(settings, &revision).await,
-        DatabaseCommand::Check { format } => check(settings, format).await,
+        DatabaseCommand::Check { format, strict } => {
+            check(settings, format, strict || db_settings.migration_strict).await
+        }
         DatabaseCommand::Doctor { format } => doctor(settings, format).await,
         DatabaseCommand::Adopt(args) => super::adopt::adopt(settings, args).await,
         DatabaseCommand::Backup { output, format } => {
@@ -333,7 +352,7 @@ impl RenamePolicy for AskAtTerminal {
     }
 }
 
-fn make(settings: &Settings, message: &str, kind: MakeKind) -> Result<(), CliError> {
+fn make(settings: &Settings, message: &str, kind: MakeKind, strict: bool) -> Result<(), CliError> {
     let message = message.trim();
     if message.is_empty() {
         return Err(CliError::Usage("the message (-m) must not be empty".into()));
@@ -348,7 +367,15 @@ fn make(settings: &Settings, message: &str, kind: MakeKind) -> Result<(), CliErr
         kind,
         policy,
         chrono::Utc::now(),
-    )?;
+        strict,
+    );
+    let written = match written {
+        Err(MigrateError::Strict { findings, outcome }) => {
+            print_dialect_lint(&findings);
+            return Err(MigrateError::Strict { findings, outcome }.into());
+        }
+        other => other?,
+    };
     let Some(written) = written else {
         println!("No changes in the models; no migration written.");
         return Ok(());
@@ -364,7 +391,7 @@ fn make(settings: &Settings, message: &str, kind: MakeKind) -> Result<(), CliErr
     for op in &written.operations {
         println!("  {op}");
     }
-    print_lint(&written.lint);
+    print_dialect_lint(&written.lint);
     if let Some(indexes) = &written.indexes {
         println!(
             "Wrote {} (revision {}, outside a transaction: index builds and drops run CONCURRENTLY on PostgreSQL)",
@@ -374,7 +401,7 @@ fn make(settings: &Settings, message: &str, kind: MakeKind) -> Result<(), CliErr
         for op in &indexes.operations {
             println!("  {op}");
         }
-        print_lint(&indexes.lint);
+        print_dialect_lint(&indexes.lint);
     }
     println!("Rebuild (cargo build) so the binary contains it, then run `app database upgrade`.");
     Ok(())
@@ -384,6 +411,46 @@ fn print_lint(warnings: &[LintWarning]) {
     for w in warnings {
         eprintln!("lint: {:?}: {}: {}", w.risk, w.operation, w.message);
     }
+}
+
+/// Lint lines labelled with their dialect where the dialects differ.
+fn print_dialect_lint(warnings: &[DialectWarning]) {
+    for w in warnings {
+        let label = match w.dialect {
+            Some(dialect) => format!(" ({dialect})"),
+            None => String::new(),
+        };
+        let w2 = &w.warning;
+        eprintln!(
+            "lint{label}: {:?}: {}: {}",
+            w2.risk, w2.operation, w2.message
+        );
+    }
+}
+
+/// Strict mode before an upgrade: lint what would run, and refuse (nothing applied) on any
+/// finding, one line each, then the summary as the error.
+async fn refuse_lint_findings(settings: &Settings, target: &str) -> Result<(), CliError> {
+    let db = connect_for_tooling(&settings.database).await?;
+    let findings = migrate::lint_pending(&db, &settings.database, Direction::Up, target).await;
+    db.close().await;
+    strict_failure(findings?, "nothing was applied")
+}
+
+/// `Ok` without findings; otherwise prints them and fails with the summary.
+fn strict_failure(findings: Vec<LintWarning>, outcome: &'static str) -> Result<(), CliError> {
+    if findings.is_empty() {
+        return Ok(());
+    }
+    print_lint(&findings);
+    let findings = findings
+        .into_iter()
+        .map(|warning| DialectWarning {
+            dialect: None,
+            warning,
+        })
+        .collect();
+    Err(MigrateError::Strict { findings, outcome }.into())
 }
 
 async fn migrate_online(
@@ -760,11 +827,19 @@ async fn stamp(settings: &Settings, revision: &str) -> Result<(), CliError> {
     Ok(())
 }
 
-async fn check(settings: &Settings, format: Format) -> Result<(), CliError> {
+async fn check(settings: &Settings, format: Format, strict: bool) -> Result<(), CliError> {
     let db = connect_for_tooling(&settings.database).await?;
     let report = migrate::check(&db, &settings.database).await;
+    // Strict: the migrations not applied yet are linted too (what an upgrade would run).
+    let findings = match (&report, strict) {
+        (Ok(_), true) => {
+            migrate::lint_pending(&db, &settings.database, Direction::Up, "heads").await
+        }
+        _ => Ok(Vec::new()),
+    };
     db.close().await;
     let report = report?;
+    let findings = findings?;
     match format {
         Format::Json => print_json(&report),
         Format::Text => {
@@ -809,8 +884,9 @@ async fn check(settings: &Settings, format: Format) -> Result<(), CliError> {
         }
     }
     if report.is_clean() {
-        Ok(())
+        strict_failure(findings, "the migrations not applied yet need review")
     } else {
+        print_lint(&findings);
         Err(CliError::Drift(
             report.database_drift.len() + report.model_drift.len() + report.invalid_indexes.len(),
         ))

@@ -132,6 +132,8 @@ pub struct DatabaseSettings {
     pub pre_ping: bool,
     pub migration_path: PathBuf,
     pub version_table: String,
+    /// Lint findings fail `make-migrations`, `upgrade` and `check` (as their `--strict`).
+    pub migration_strict: bool,
     pub fixture_path: PathBuf,
     /// Statements running longer than this are logged as warnings; `None` turns that off (the
     /// tooling commands do, as their bulk statements are slow by nature). Not a variable.
@@ -277,6 +279,7 @@ impl Settings {
                 "DATABASE_MIGRATION_DDL_VERSION_TABLE",
                 defaults::VERSION_TABLE,
             )?,
+            migration_strict: src.bool("DATABASE_MIGRATION_STRICT", false)?,
             fixture_path: src.path("DATABASE_FIXTURE_PATH", defaults::FIXTURE_PATH)?,
             slow_statement_warning: Some(Duration::from_secs(1)),
             migration_timeouts: MigrationTimeouts::from_source(&src)?,

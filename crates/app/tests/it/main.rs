@@ -21,6 +21,7 @@ mod portable;
 mod restart;
 mod roles;
 mod shutdown;
+mod strict_lint;
 mod tags;
 mod todos;
 mod user_cli;

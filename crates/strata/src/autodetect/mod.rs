@@ -162,14 +162,19 @@ pub fn diff_with(
 /// database of `dialect`, leaving out what that dialect cannot keep: SQLite stores no comments,
 /// and PostgreSQL rewrites CHECK expressions (so there checks compare by name).
 pub fn live_drift(expected: &Schema, live: &Schema, dialect: Dialect) -> Diff {
-    let expected = match dialect {
-        Dialect::Sqlite => expected.without_comments(),
-        Dialect::Postgres => expected.clone(),
+    // SQLite ignores declared lengths, so a length change is not rebuilt and keeps the old
+    // declaration: text types compare as one there.
+    let (expected, live) = match dialect {
+        Dialect::Sqlite => (
+            crate::sqlite_rebuilds::text_types_as_one(&expected.without_comments()),
+            crate::sqlite_rebuilds::text_types_as_one(live),
+        ),
+        Dialect::Postgres => (expected.clone(), live.clone()),
     };
     let options = DiffOptions {
         compare_check_expressions: dialect == Dialect::Sqlite,
     };
-    diff_with(&expected, live, &mut NoRenames, options)
+    diff_with(&expected, &live, &mut NoRenames, options)
 }
 
 /// Each operation's [`Operation::describe`] line, in order (what `check` lists as drift).

@@ -40,8 +40,19 @@ pub(super) fn render(op: &Operation, before: &Schema) -> Vec<String> {
             quote_ident(name)
         )],
         Operation::AlterColumn { table, to } => {
-            match before.table(table).and_then(|t| t.column(&to.name)) {
-                Some(from) => alter_column(table, from, to),
+            match before
+                .table(table)
+                .and_then(|t| Some((t, t.column(&to.name)?)))
+            {
+                Some((t, from)) => {
+                    // Fails the migration rather than cut or round stored values.
+                    let mut statements: Vec<String> =
+                        crate::narrowing_guard::postgres_guard(t, from, to)
+                            .into_iter()
+                            .collect();
+                    statements.extend(alter_column(table, from, to));
+                    statements
+                }
                 // Unreachable: render checked that the operation fits.
                 None => Vec::new(),
             }

@@ -34,7 +34,9 @@ pub(super) fn needs_rebuild(op: &Operation, before: &Schema) -> bool {
             .table(table)
             .and_then(|t| t.column(&to.name))
             .is_some_and(|from| {
-                from.ty != to.ty || from.nullable != to.nullable || from.default != to.default
+                !crate::sqlite_rebuilds::same_storage(&from.ty, &to.ty)
+                    || from.nullable != to.nullable
+                    || from.default != to.default
             }),
         Operation::DropColumn { .. }
         | Operation::AddForeignKey { .. }

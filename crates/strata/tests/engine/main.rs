@@ -4,6 +4,8 @@
 
 mod adopt;
 mod production;
+mod lossless;
+mod rebuilds;
 mod runner;
 mod support;
 mod writer_roundtrip;

@@ -44,7 +44,7 @@ fn sql_of(plan: &Plan) -> Vec<String> {
         .flat_map(|m| plan.statements(m))
         .filter_map(|s| match s {
             Statement::Sql(sql) => Some(sql.to_string()),
-            Statement::Data(_) => None,
+            _ => None,
         })
         .collect()
 }
@@ -170,7 +170,7 @@ async fn a_non_atomic_migration_runs_in_one_transaction_on_sqlite() {
         .into_iter()
         .filter_map(|s| match s {
             Statement::Sql(sql) => Some(sql.to_string()),
-            Statement::Data(_) => None,
+            _ => None,
         })
         .collect();
     assert_eq!(statements[0], "BEGIN IMMEDIATE");

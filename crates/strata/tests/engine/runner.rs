@@ -342,7 +342,8 @@ async fn offline_sql_equals_what_runs(dialect: Dialect) {
             .flat_map(|m| plan.statements(m))
             .filter_map(|s| match s {
                 Statement::Sql(sql) => Some(sql.to_string()),
-                Statement::Data(_) => None,
+                Statement::ForeignKeyCheck => Some(runner::FOREIGN_KEY_CHECK.to_string()),
+                Statement::Data(_) | Statement::Dependents(_) => None,
             })
             .collect();
         let script = plan.to_sql();
