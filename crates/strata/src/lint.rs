@@ -186,8 +186,9 @@ fn op_warnings(op: &Operation, before: &Schema, dialect: Dialect) -> Vec<(Risk, 
             Risk::Locking,
             format!(
                 "builds the index of unique constraint {} without CONCURRENTLY: blocks writes \
-                 to {table} while it builds; for a large table build a unique index \
-                 CONCURRENTLY in a RawSql step and add the constraint USING INDEX",
+                 to {table} while it builds; for a large table create a unique index in a \
+                 non-atomic migration (`.atomic(false)`, built CONCURRENTLY), then add the \
+                 constraint with ALTER TABLE ... ADD CONSTRAINT ... UNIQUE USING INDEX",
                 unique.name
             ),
         )),
