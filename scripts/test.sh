@@ -15,6 +15,15 @@ cd "$ROOT"
 export TEST_DATABASE_URL="${TEST_DATABASE_URL:-postgres://postgres@127.0.0.1:5432/postgres}"
 [[ -t 1 ]] || export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # The PgBouncer tests find it here: Debian installs it in /usr/sbin, not on every user's PATH.
+# On a fresh machine it is installed first (Debian's package; as root, or through sudo -n).
+if [[ -z "${PGBOUNCER:-}" ]] && ! command -v pgbouncer >/dev/null 2>&1 &&
+    [[ ! -x /usr/sbin/pgbouncer ]] && command -v apt-get >/dev/null 2>&1; then
+    apt=(env DEBIAN_FRONTEND=noninteractive apt-get)
+    [[ "$(id -u)" -eq 0 ]] || apt=(sudo -n "${apt[@]}")
+    printf 'test.sh: installing PgBouncer (Debian package pgbouncer) for the migration tests\n'
+    { "${apt[@]}" update -q && "${apt[@]}" install -y -q pgbouncer; } >/dev/null ||
+        printf 'test.sh: could not install pgbouncer; the PgBouncer test will say how\n' >&2
+fi
 if [[ -z "${PGBOUNCER:-}" ]]; then
     if command -v pgbouncer >/dev/null 2>&1; then
         PGBOUNCER="$(command -v pgbouncer)"
