@@ -14,13 +14,18 @@
 pub mod adopt;
 pub mod autodetect;
 mod builders;
+pub mod checks;
+pub mod defaults;
 pub mod introspect;
 pub mod lint;
 pub mod migration;
 pub mod migrator;
+pub mod names;
 pub mod ops;
 pub mod prelude;
 pub mod render;
+mod rename_objects;
+mod reverse;
 pub mod runner;
 pub mod schema;
 pub mod state;

@@ -16,6 +16,7 @@ mod metrics;
 mod migrations;
 mod pool;
 mod portable;
+mod registration;
 mod restart;
 mod roles;
 mod shutdown;

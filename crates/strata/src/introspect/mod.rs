@@ -26,7 +26,9 @@ use crate::schema::{ColumnType, DefaultValue};
 pub enum IntrospectError {
     #[error("introspection query failed: {0}")]
     Db(#[from] sqlx::Error),
-    #[error("table {table}: column {column} has type {ty} that the engine does not know")]
+    #[error(
+        "table {table}: column {table}.{column} has type {ty}, which the engine cannot represent"
+    )]
     UnknownType {
         table: String,
         column: String,
@@ -403,7 +405,7 @@ fn group_after(tokens: &[Token], from: usize) -> Option<(&[Token], usize)> {
 }
 
 /// The expression inside `CHECK (...)` as PostgreSQL's `pg_get_constraintdef` prints it.
-fn check_body(def: &str) -> String {
+pub(crate) fn check_body(def: &str) -> String {
     let tokens = tokenize(def);
     let start = usize::from(tokens.first().is_some_and(|t| t.is_keyword("CHECK")));
     match group_after(&tokens, start) {

@@ -60,13 +60,34 @@ pub(super) fn render(op: &Operation, before: &Schema) -> Vec<String> {
         Operation::AddUnique { table, unique } => {
             vec![add_constraint(table, &unique_clause(unique))]
         }
-        Operation::AddCheck { table, check } => vec![add_constraint(table, &check_clause(check))],
+        // Added NOT VALID, then validated: the add itself scans nothing, and VALIDATE reads
+        // the rows under SHARE UPDATE EXCLUSIVE. Inside one transaction the add's lock is
+        // still held until commit; a step run outside the transaction gains the difference.
+        Operation::AddCheck { table, check } => vec![
+            format!("{} NOT VALID", add_constraint(table, &check_clause(check))),
+            format!(
+                "ALTER TABLE {} VALIDATE CONSTRAINT {}",
+                quote_ident(table),
+                quote_ident(&check.name)
+            ),
+        ],
         Operation::DropForeignKey { table, name }
         | Operation::DropUnique { table, name }
         | Operation::DropCheck { table, name } => vec![format!(
             "ALTER TABLE {} DROP CONSTRAINT {}",
             quote_ident(table),
             quote_ident(name)
+        )],
+        Operation::RenameIndex { from, to, .. } => vec![format!(
+            "ALTER INDEX {} RENAME TO {}",
+            quote_ident(from),
+            quote_ident(to)
+        )],
+        Operation::RenameConstraint { table, from, to } => vec![format!(
+            "ALTER TABLE {} RENAME CONSTRAINT {} TO {}",
+            quote_ident(table),
+            quote_ident(from),
+            quote_ident(to)
         )],
         Operation::SetTableComment { table, comment } => {
             vec![table_comment(table, comment.as_deref())]
@@ -454,16 +475,6 @@ mod tests {
                  UNIQUE (\"author_id\", \"title\")",
             ),
             (
-                Operation::AddCheck {
-                    table: table(),
-                    check: Check {
-                        name: "book_title_check".into(),
-                        expr: "title <> ''".into(),
-                    },
-                },
-                "ALTER TABLE \"book\" ADD CONSTRAINT \"book_title_check\" CHECK (title <> '')",
-            ),
-            (
                 Operation::DropUnique {
                     table: table(),
                     name: "book_title_key".into(),
@@ -481,6 +492,21 @@ mod tests {
         for (op, sql) in cases {
             assert_eq!(pg(&op, &s), [sql], "{op}");
         }
+        // A check on an existing table: added NOT VALID, then validated.
+        let add_check = Operation::AddCheck {
+            table: table(),
+            check: Check {
+                name: "book_title_check".into(),
+                expr: "title <> ''".into(),
+            },
+        };
+        assert_eq!(
+            pg(&add_check, &s),
+            [
+                "ALTER TABLE \"book\" ADD CONSTRAINT \"book_title_check\" CHECK (title <> '') NOT VALID",
+                "ALTER TABLE \"book\" VALIDATE CONSTRAINT \"book_title_check\"",
+            ]
+        );
         let mut with_fk = s.clone();
         let add = Operation::AddForeignKey {
             table: table(),
