@@ -13,12 +13,12 @@ use std::collections::BTreeSet;
 
 use sqlx::{Connection, PgConnection};
 
+use crate::Dialect;
 use crate::autodetect::{self, Diff, DiffOptions, NoRenames};
 use crate::introspect::{IntrospectError, check_body};
 use crate::render::{column_type_sql, quote_ident};
 use crate::runner::Conn;
 use crate::schema::{Check, Schema};
-use crate::Dialect;
 
 impl Check {
     /// `column IN ('a', 'b', ...)`: the expression of a check keeping a column to the values
@@ -103,7 +103,12 @@ pub async fn live_drift(
     let options = DiffOptions {
         compare_check_expressions: true,
     };
-    Ok(autodetect::diff_with(&expected, live, &mut NoRenames, options))
+    Ok(autodetect::diff_with(
+        &expected,
+        live,
+        &mut NoRenames,
+        options,
+    ))
 }
 
 /// `expected` with each check's expression as PostgreSQL would store it. A check PostgreSQL
@@ -135,7 +140,9 @@ pub async fn canonical_postgres_checks(
             })
             .collect();
         let create = format!("CREATE TEMPORARY TABLE {temp} ({})", columns.join(", "));
-        sqlx::query(sqlx::AssertSqlSafe(create)).execute(&mut *tx).await?;
+        sqlx::query(sqlx::AssertSqlSafe(create))
+            .execute(&mut *tx)
+            .await?;
         for check in table.checks.values() {
             // A savepoint each, so that one refused expression spoils nothing else.
             let mut savepoint = tx.begin().await?;
@@ -145,7 +152,9 @@ pub async fn canonical_postgres_checks(
                 check.expr
             );
             let def: Result<String, sqlx::Error> = async {
-                sqlx::query(sqlx::AssertSqlSafe(add)).execute(&mut *savepoint).await?;
+                sqlx::query(sqlx::AssertSqlSafe(add))
+                    .execute(&mut *savepoint)
+                    .await?;
                 sqlx::query_scalar(
                     "SELECT pg_get_constraintdef(oid) FROM pg_constraint \
                      WHERE conrelid = $1::text::regclass AND conname = $2",

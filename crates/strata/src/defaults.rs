@@ -51,7 +51,11 @@ mod tests {
         let t = DefaultValue::Bool(true);
         let one = DefaultValue::Int(1);
         assert!(same_default(Some(&t), Some(&one), &int));
-        assert!(!same_default(Some(&DefaultValue::Bool(false)), Some(&one), &int));
+        assert!(!same_default(
+            Some(&DefaultValue::Bool(false)),
+            Some(&one),
+            &int
+        ));
         assert!(same_default(Some(&one), Some(&t), &flag));
         assert!(!same_default(Some(&DefaultValue::Int(2)), Some(&t), &flag));
         assert!(!same_default(Some(&t), Some(&one), &ColumnType::Text));

@@ -154,6 +154,98 @@ pub(crate) fn follow_table_renames(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Dialect;
+    use crate::schema::{Check, Column, ColumnType, Index};
+
+    fn todo() -> Schema {
+        Schema::new().with_table(
+            Table::new("todo")
+                .with_column(Column::new("rank", ColumnType::Integer))
+                .with_index(Index {
+                    name: "ix_todo_rank".into(),
+                    columns: vec!["rank".into()],
+                    unique: false,
+                })
+                .with_check(Check {
+                    name: "ck_todo_rank".into(),
+                    expr: "rank >= 0".into(),
+                }),
+        )
+    }
+
+    #[test]
+    fn renames_apply_reverse_and_refuse_clashes() {
+        let before = todo();
+        let index = Operation::RenameIndex {
+            table: "todo".into(),
+            from: "ix_todo_rank".into(),
+            to: "ix_rank".into(),
+        };
+        let check = Operation::RenameConstraint {
+            table: "todo".into(),
+            from: "ck_todo_rank".into(),
+            to: "ck_rank".into(),
+        };
+        let mut after = before.clone();
+        index.apply(&mut after).unwrap();
+        check.apply(&mut after).unwrap();
+        let t = after.table("todo").unwrap();
+        assert_eq!(t.indexes["ix_rank"].name, "ix_rank");
+        assert_eq!(t.checks["ck_rank"].name, "ck_rank");
+        for op in [&check, &index] {
+            op.reverse(&before).unwrap().apply(&mut after).unwrap();
+        }
+        assert_eq!(after, before);
+        // Renaming onto a name in use, or a name that is not there, is refused.
+        let mut clash = before.clone();
+        clash.tables.get_mut("todo").unwrap().checks.insert(
+            "ck_rank".into(),
+            Check {
+                name: "ck_rank".into(),
+                expr: "true".into(),
+            },
+        );
+        assert!(check.apply(&mut clash).is_err());
+        assert!(check.apply(&mut after.clone()).is_ok());
+        let mut missing = before.clone();
+        assert!(
+            Operation::RenameConstraint {
+                table: "todo".into(),
+                from: "nope".into(),
+                to: "x".into(),
+            }
+            .apply(&mut missing)
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn renames_lint_as_what_they_cost() {
+        let ops = [
+            Operation::RenameIndex {
+                table: "todo".into(),
+                from: "ix_todo_rank".into(),
+                to: "ix_rank".into(),
+            },
+            Operation::RenameConstraint {
+                table: "todo".into(),
+                from: "ck_todo_rank".into(),
+                to: "ck_rank".into(),
+            },
+        ];
+        // PostgreSQL renames in the catalog; SQLite rebuilds the table for a constraint.
+        assert!(crate::lint::lint(&ops, &todo(), Dialect::Postgres).is_empty());
+        let lite = crate::lint::lint(&ops, &todo(), Dialect::Sqlite);
+        assert_eq!(lite.len(), 1, "{lite:?}");
+        assert!(lite[0].message.contains("rebuilds table todo"), "{lite:?}");
+        assert_eq!(
+            crate::render::render(&ops[0], &todo(), Dialect::Sqlite).unwrap(),
+            [
+                "DROP INDEX \"ix_todo_rank\"",
+                "CREATE INDEX \"ix_rank\" ON \"todo\" (\"rank\")"
+            ]
+        );
+    }
 
     #[test]
     fn names_after_a_table_rename() {

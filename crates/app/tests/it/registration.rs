@@ -73,7 +73,10 @@ fn the_importance_check_comes_from_the_enum() {
     let target = schema::target();
     let check = &target.tables["todo"].checks["ck_todo_importance"];
     // What the migrations hold: the app needs no new migration.
-    assert_eq!(check.expr, "importance IN ('none', 'low', 'medium', 'high')");
+    assert_eq!(
+        check.expr,
+        "importance IN ('none', 'low', 'medium', 'high')"
+    );
     assert_eq!(Importance::values(), ["none", "low", "medium", "high"]);
     assert!(schema::extras().contains(&Extra::enum_check::<Importance>("todo", "importance")));
 }

@@ -18,11 +18,14 @@ pub(super) fn render(op: &Operation, before: &Schema) -> Vec<String> {
     match op {
         Operation::CreateTable(table) => create_table_statements(table, PG),
         Operation::DropTable { name } => vec![format!("DROP TABLE {}", quote_ident(name))],
-        Operation::RenameTable { from, to } => vec![format!(
-            "ALTER TABLE {} RENAME TO {}",
-            quote_ident(from),
-            quote_ident(to)
-        )],
+        Operation::RenameTable { from, to } => vec![
+            format!(
+                "ALTER TABLE {} RENAME TO {}",
+                quote_ident(from),
+                quote_ident(to)
+            ),
+            primary_key_follows(from, to),
+        ],
         Operation::AddColumn { table, column } => {
             let mut statements = vec![format!(
                 "ALTER TABLE {} ADD COLUMN {}",
@@ -95,6 +98,23 @@ pub(super) fn render(op: &Operation, before: &Schema) -> Vec<String> {
         Operation::RawSql { up, .. } => raw_sql(&up.postgres),
         Operation::Data(step) => vec![data_step_comment(&step.name)],
     }
+}
+
+/// Renames the primary key PostgreSQL named after the table (`<from>_pkey`) to `<to>_pkey`,
+/// when it has that name: the model holds no primary key names, so a key named otherwise (or
+/// cut to 63 bytes) is left as it is.
+fn primary_key_follows(from: &str, to: &str) -> String {
+    let old = format!("{from}_pkey");
+    format!(
+        "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = {}::regclass \
+         AND contype = 'p' AND conname = {}) THEN ALTER TABLE {} RENAME CONSTRAINT {} TO {}; \
+         END IF; END $$",
+        quote_literal(&quote_ident(to)),
+        quote_literal(&old),
+        quote_ident(to),
+        quote_ident(&old),
+        quote_ident(&format!("{to}_pkey"))
+    )
 }
 
 /// `ALTER TABLE "t" ADD <constraint>`.
@@ -283,7 +303,13 @@ mod tests {
                 },
                 &s
             ),
-            ["ALTER TABLE \"book\" RENAME TO \"volume\""]
+            [
+                "ALTER TABLE \"book\" RENAME TO \"volume\"",
+                "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = \
+                 '\"volume\"'::regclass AND contype = 'p' AND conname = 'book_pkey') THEN \
+                 ALTER TABLE \"volume\" RENAME CONSTRAINT \"book_pkey\" TO \"volume_pkey\"; \
+                 END IF; END $$",
+            ]
         );
         assert_eq!(
             pg(
@@ -703,8 +729,9 @@ mod tests {
             constraints,
             vec![
                 "book_author_title_key".to_string(),
-                "book_pkey".into(),
                 "book_title_check".into(),
+                // The primary key PostgreSQL named after the table follows the rename.
+                "volume_pkey".into(),
             ],
         )?;
         // The default of the dropped-and-reset type change is the new one.

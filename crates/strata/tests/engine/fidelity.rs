@@ -62,8 +62,9 @@ async fn exec(conn: &mut Conn, sql: &str) -> Result<u64, String> {
 }
 
 async fn an_enum_gaining_a_value_is_a_migration(dialect: Dialect) {
-    let first = Migration::new("f01", &[], "tasks", "t")
-        .operations(vec![create_table(tasks(&["none", "low"]).tables["task"].clone())]);
+    let first = Migration::new("f01", &[], "tasks", "t").operations(vec![create_table(
+        tasks(&["none", "low"]).tables["task"].clone(),
+    )]);
     let history = History::new(vec![first.clone()]).unwrap();
     // The variant `high` is added to the enum: autodetect writes the check again.
     let target = tasks(&["none", "low", "high"]);
@@ -90,21 +91,42 @@ async fn an_enum_gaining_a_value_is_a_migration(dialect: Dialect) {
             ]
         );
     }
-    let second = Migration::new("f02", &["f01"], "importance high", "t").operations(diff.operations);
+    let second =
+        Migration::new("f02", &["f01"], "importance high", "t").operations(diff.operations);
     let history = History::new(vec![first, second]).unwrap();
 
     let db = TestDb::fresh(dialect).await;
     let mut conn = db.connect().await;
     up(&mut conn, &history, "f01").await.unwrap();
-    exec(&mut conn, "INSERT INTO task (id, importance) VALUES (1, 'none'), (2, 'low')")
+    exec(
+        &mut conn,
+        "INSERT INTO task (id, importance) VALUES (1, 'none'), (2, 'low')",
+    )
+    .await
+    .unwrap();
+    assert!(
+        exec(
+            &mut conn,
+            "INSERT INTO task (id, importance) VALUES (3, 'high')"
+        )
         .await
-        .unwrap();
-    assert!(exec(&mut conn, "INSERT INTO task (id, importance) VALUES (3, 'high')").await.is_err());
+        .is_err()
+    );
     up(&mut conn, &history, "head").await.unwrap();
-    exec(&mut conn, "INSERT INTO task (id, importance) VALUES (3, 'high')")
+    exec(
+        &mut conn,
+        "INSERT INTO task (id, importance) VALUES (3, 'high')",
+    )
+    .await
+    .unwrap();
+    assert!(
+        exec(
+            &mut conn,
+            "INSERT INTO task (id, importance) VALUES (4, 'bogus')"
+        )
         .await
-        .unwrap();
-    assert!(exec(&mut conn, "INSERT INTO task (id, importance) VALUES (4, 'bogus')").await.is_err());
+        .is_err()
+    );
     assert_eq!(scalar_i64(&mut conn, "SELECT COUNT(*) FROM task").await, 3);
     assert_eq!(drift(&mut conn, &history).await, Vec::<String>::new());
     // The live check is the new one: against the old expectation, `check` sees the edit.
@@ -117,13 +139,25 @@ async fn an_enum_gaining_a_value_is_a_migration(dialect: Dialect) {
         2,
         "an edited check must show as drift"
     );
-    assert_eq!(autodetect::diff(&history.head_schema().unwrap(), &target, &mut NoRenames).operations, []);
+    assert_eq!(
+        autodetect::diff(&history.head_schema().unwrap(), &target, &mut NoRenames).operations,
+        []
+    );
 
     // Down again, once the row the old check refuses is gone.
-    exec(&mut conn, "DELETE FROM task WHERE importance = 'high'").await.unwrap();
+    exec(&mut conn, "DELETE FROM task WHERE importance = 'high'")
+        .await
+        .unwrap();
     down(&mut conn, &history, "f01").await.unwrap();
     assert_eq!(drift(&mut conn, &history).await, Vec::<String>::new());
-    assert!(exec(&mut conn, "INSERT INTO task (id, importance) VALUES (3, 'high')").await.is_err());
+    assert!(
+        exec(
+            &mut conn,
+            "INSERT INTO task (id, importance) VALUES (3, 'high')"
+        )
+        .await
+        .is_err()
+    );
 }
 
 /// `item` with a column `rank` that an index, a unique, a check and a foreign key use.
@@ -165,17 +199,26 @@ async fn dropping_a_column_takes_its_checks_and_the_downgrade_restores_all(diale
     let db = TestDb::fresh(dialect).await;
     let mut conn = db.connect().await;
     up(&mut conn, &history, "d01").await.unwrap();
-    exec(&mut conn, "INSERT INTO level (rank) VALUES (1), (2)").await.unwrap();
-    exec(&mut conn, "INSERT INTO item (id, name, rank) VALUES (1, 'a', 1), (2, 'b', 2)")
+    exec(&mut conn, "INSERT INTO level (rank) VALUES (1), (2)")
         .await
         .unwrap();
+    exec(
+        &mut conn,
+        "INSERT INTO item (id, name, rank) VALUES (1, 'a', 1), (2, 'b', 2)",
+    )
+    .await
+    .unwrap();
     up(&mut conn, &history, "head").await.unwrap();
     assert_matches_history(&mut conn, &history, "after dropping item.rank").await;
     assert_eq!(drift(&mut conn, &history).await, Vec::<String>::new());
     let item = history.head_schema().unwrap().tables["item"].clone();
     assert_eq!(item.checks.keys().collect::<Vec<_>>(), ["ck_item_name"]);
     // The other check still holds.
-    assert!(exec(&mut conn, "INSERT INTO item (id, name) VALUES (3, '')").await.is_err());
+    assert!(
+        exec(&mut conn, "INSERT INTO item (id, name) VALUES (3, '')")
+            .await
+            .is_err()
+    );
 
     // The derived downgrade brings back the column and its index, unique, check and key.
     down(&mut conn, &history, "d01").await.unwrap();
@@ -186,7 +229,10 @@ async fn dropping_a_column_takes_its_checks_and_the_downgrade_restores_all(diale
     assert!(item.indexes.contains_key("ix_item_rank_name"), "{item:#?}");
     assert!(item.uniques.contains_key("uq_item_name_rank"), "{item:#?}");
     assert!(item.checks.contains_key("ck_item_rank"), "{item:#?}");
-    assert!(item.foreign_keys.contains_key("fk_item_rank_level"), "{item:#?}");
+    assert!(
+        item.foreign_keys.contains_key("fk_item_rank_level"),
+        "{item:#?}"
+    );
     assert_eq!(scalar_i64(&mut conn, "SELECT COUNT(*) FROM item").await, 2);
 }
 
@@ -241,7 +287,10 @@ async fn a_renamed_table_takes_its_object_names_along(dialect: Dialect) {
             .map(|t| create_table(start.tables[t].clone()))
             .collect(),
     );
-    let before = History::new(vec![first.clone()]).unwrap().head_schema().unwrap();
+    let before = History::new(vec![first.clone()])
+        .unwrap()
+        .head_schema()
+        .unwrap();
     let target = todos("task");
     let diff = autodetect::diff(&before, &target, &mut AcceptRenames);
     assert_eq!(
@@ -280,27 +329,55 @@ async fn a_renamed_table_takes_its_object_names_along(dialect: Dialect) {
     let db = TestDb::fresh(dialect).await;
     let mut conn = db.connect().await;
     up(&mut conn, &history, "r01").await.unwrap();
-    exec(&mut conn, "INSERT INTO owner (id) VALUES (1)").await.unwrap();
+    exec(&mut conn, "INSERT INTO owner (id) VALUES (1)")
+        .await
+        .unwrap();
     exec(
         &mut conn,
         "INSERT INTO todo (id, title, code, rank, owner_id) VALUES (1, 'a', 'A', 0, 1)",
     )
     .await
     .unwrap();
-    exec(&mut conn, "INSERT INTO todo_tag (todo_id, tag) VALUES (1, 'x')").await.unwrap();
+    exec(
+        &mut conn,
+        "INSERT INTO todo_tag (todo_id, tag) VALUES (1, 'x')",
+    )
+    .await
+    .unwrap();
     up(&mut conn, &history, "head").await.unwrap();
     assert_eq!(drift(&mut conn, &history).await, Vec::<String>::new());
     assert_eq!(drift_from(&mut conn, &target).await, Vec::<String>::new());
     assert_matches_history(&mut conn, &history, "after the rename").await;
     assert_eq!(scalar_i64(&mut conn, "SELECT COUNT(*) FROM task").await, 1);
+    if dialect == Dialect::Postgres {
+        // The primary key PostgreSQL named after the table follows it too.
+        let keys = "SELECT COUNT(*) FROM pg_constraint WHERE contype = 'p' \
+                    AND conname IN ('task_pkey', 'todo_pkey') \
+                    AND conrelid = CAST('task' AS regclass) AND conname = 'task_pkey'";
+        assert_eq!(scalar_i64(&mut conn, keys).await, 1);
+    }
     // The constraints still hold under their new names.
-    let err = exec(&mut conn, "INSERT INTO task (id, title, code, rank, owner_id) VALUES (2, 'b', 'A', 0, 1)")
-        .await
-        .unwrap_err();
-    assert!(err.contains("uq_task_code") || err.contains("UNIQUE"), "{err}");
+    let err = exec(
+        &mut conn,
+        "INSERT INTO task (id, title, code, rank, owner_id) VALUES (2, 'b', 'A', 0, 1)",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        err.contains("uq_task_code") || err.contains("UNIQUE"),
+        "{err}"
+    );
     down(&mut conn, &history, "r01").await.unwrap();
     assert_eq!(drift(&mut conn, &history).await, Vec::<String>::new());
-    assert_eq!(scalar_i64(&mut conn, "SELECT COUNT(*) FROM todo_tag").await, 1);
+    if dialect == Dialect::Postgres {
+        let keys = "SELECT COUNT(*) FROM pg_constraint WHERE contype = 'p' \
+                    AND conrelid = CAST('todo' AS regclass) AND conname = 'todo_pkey'";
+        assert_eq!(scalar_i64(&mut conn, keys).await, 1);
+    }
+    assert_eq!(
+        scalar_i64(&mut conn, "SELECT COUNT(*) FROM todo_tag").await,
+        1
+    );
 }
 
 async fn a_boolean_default_on_an_integer_column_is_no_drift(dialect: Dialect) {
@@ -318,15 +395,28 @@ async fn a_boolean_default_on_an_integer_column_is_no_drift(dialect: Dialect) {
     up(&mut conn, &history, "head").await.unwrap();
     assert_eq!(drift(&mut conn, &history).await, Vec::<String>::new());
     assert_matches_history(&mut conn, &history, "boolean defaults").await;
-    exec(&mut conn, "INSERT INTO flags (id) VALUES (1)").await.unwrap();
-    assert_eq!(scalar_i64(&mut conn, "SELECT CAST(on_off + 10 * off_on AS bigint) FROM flags").await, 1);
+    exec(&mut conn, "INSERT INTO flags (id) VALUES (1)")
+        .await
+        .unwrap();
+    assert_eq!(
+        scalar_i64(
+            &mut conn,
+            "SELECT CAST(on_off + 10 * off_on AS bigint) FROM flags"
+        )
+        .await,
+        1
+    );
 }
 
 /// Columns the model cannot hold are named, not read as something else.
 #[tokio::test]
-async fn unrepresentable_postgres_columns_are_named() {
+async fn unrepresentable_columns_are_named() {
     let cases = [
-        ("CREATE TABLE odd (id integer PRIMARY KEY, tags text[])", "odd.tags", "text[]"),
+        (
+            "CREATE TABLE odd (id integer PRIMARY KEY, tags text[])",
+            "odd.tags",
+            "text[]",
+        ),
         (
             "CREATE TYPE mood AS ENUM ('happy', 'sad'); \
              CREATE TABLE odd (id integer PRIMARY KEY, feeling mood)",
@@ -360,4 +450,23 @@ async fn unrepresentable_postgres_columns_are_named() {
         assert!(err.contains(column) && err.contains(what), "{ddl}: {err}");
         assert!(err.contains("cannot represent"), "{err}");
     }
+    // SQLite keeps declared types as written: one the model lacks is named too.
+    let db = TestDb::fresh(Dialect::Sqlite).await;
+    let mut conn = db.connect().await;
+    exec(
+        &mut conn,
+        "CREATE TABLE odd (id integer PRIMARY KEY, shape geometry)",
+    )
+    .await
+    .unwrap();
+    let err = match &mut conn {
+        Conn::Sqlite(c) => strata::introspect::sqlite(c, &[VERSION_TABLE]).await,
+        Conn::Postgres(_) => unreachable!(),
+    }
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("odd.shape") && err.contains("geometry"),
+        "{err}"
+    );
 }
