@@ -4,10 +4,19 @@
 
 use std::collections::BTreeSet;
 
+use app::db::Database;
+use app::migrate;
 use app::models::schema::{self, Extra};
 use app::models::todo::Importance;
-use app::models::{ENTITY_MODULES, TABLES, entity_table_names};
-use sea_orm::ActiveEnum;
+use app::models::{ENTITY_MODULES, TABLES, entity_table_names, todo, user_account};
+use sea_orm::ActiveValue::Set;
+use sea_orm::{ActiveEnum, ActiveModelBehavior, ActiveModelTrait};
+use strata::autodetect::{self, NoRenames};
+use strata::runner::Conn;
+use strata::state::{Direction, History};
+use strata::{Check, Migration};
+
+use crate::helpers::{Kind, TestDb, on_both_databases};
 
 /// The modules of `src/models` that define a SeaORM entity.
 fn entity_files() -> BTreeSet<String> {
@@ -108,4 +117,109 @@ fn what_the_engine_cannot_represent_is_named() {
     assert!(all.contains("column odd.ratio has default"), "{all}");
     assert!(all.contains("column odd.id is auto-increment"), "{all}");
     assert_eq!(problems.len(), 3, "{all}");
+}
+
+on_both_databases!(a_new_importance_is_a_migration_over_rows);
+
+/// The app's head with one more value of `Importance` (what adding a variant does to
+/// [`schema::target`]): autodetect writes the check again, and it applies over rows.
+async fn a_new_importance_is_a_migration_over_rows(kind: Kind) {
+    let test_db = TestDb::empty(kind).await;
+    let settings = test_db.settings(&[]);
+    let db = Database::connect(&settings.database).await.unwrap();
+    let mut conn = migrate::connection(&db).await.unwrap();
+    let app_history = migrate::history().unwrap();
+    let table = settings.database.version_table.clone();
+    strata::runner::run(
+        &mut conn,
+        &app_history,
+        &table,
+        Direction::Up,
+        "head",
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+
+    let mut values = Importance::values();
+    values.push("urgent".to_string());
+    let mut target = schema::checked_target().unwrap();
+    let check = target
+        .tables
+        .get_mut("todo")
+        .unwrap()
+        .checks
+        .get_mut("ck_todo_importance")
+        .unwrap();
+    check.expr = Check::one_of_expr("importance", &values);
+    let diff = autodetect::diff(&app_history.head_schema().unwrap(), &target, &mut NoRenames);
+    assert_eq!(
+        autodetect::describe_differences(&diff),
+        [
+            "- drop check constraint ck_todo_importance on todo",
+            "+ add check constraint ck_todo_importance on todo \
+             (importance IN ('none', 'low', 'medium', 'high', 'urgent'))",
+        ]
+    );
+    let head = app_history.head().unwrap().unwrap().to_string();
+    let mut migrations = app_history.migrations().to_vec();
+    migrations
+        .push(Migration::new("0f0f0f0f0f0f", &[&head], "urgent", "t").operations(diff.operations));
+    let history = History::new(migrations).unwrap();
+
+    let mut user = user_account::ActiveModel::new();
+    user.email = Set("enum@example.com".into());
+    user.joined_at = Set(chrono::Utc::now().date_naive());
+    let user = user.insert(db.conn()).await.unwrap();
+    let mut todo_row = todo::ActiveModel::new();
+    todo_row.item = Set("first".into());
+    todo_row.created_time = Set(chrono::Utc::now());
+    todo_row.importance = Set(Importance::High);
+    todo_row.user_id = Set(user.id);
+    let todo_row = todo_row.insert(db.conn()).await.unwrap();
+    let set_importance = |value: &str| {
+        format!(
+            "UPDATE todo SET importance = '{value}' WHERE item = '{}'",
+            todo_row.item
+        )
+    };
+    assert!(conn.execute(&set_importance("urgent")).await.is_err());
+
+    strata::runner::run(
+        &mut conn,
+        &history,
+        &table,
+        Direction::Up,
+        "head",
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    conn.execute(&set_importance("urgent")).await.unwrap();
+    assert!(conn.execute(&set_importance("bogus")).await.is_err());
+    let expected = history.head_schema().unwrap();
+    let live = match &mut conn {
+        Conn::Postgres(c) => strata::introspect::postgres(c, &[&table]).await,
+        Conn::Sqlite(c) => strata::introspect::sqlite(c, &[&table]).await,
+    }
+    .unwrap();
+    let drift = strata::checks::live_drift(&mut conn, &expected, &live)
+        .await
+        .unwrap();
+    assert!(drift.operations.is_empty(), "{drift:#?}");
+
+    conn.execute(&set_importance("high")).await.unwrap();
+    strata::runner::run(
+        &mut conn,
+        &history,
+        &table,
+        Direction::Down,
+        "-1",
+        &mut |_| {},
+    )
+    .await
+    .unwrap();
+    assert!(conn.execute(&set_importance("urgent")).await.is_err());
+    let report = migrate::check(&db, &settings.database).await.unwrap();
+    assert!(report.is_clean(), "{report:?}");
 }

@@ -8,8 +8,9 @@
 //! Two things do not round-trip byte for byte:
 //!
 //! * PostgreSQL rewrites CHECK expressions (`"rank" >= 0` comes back as `(rank >= 0)`), so
-//!   the [`Check::expr`](crate::Check) read from PostgreSQL is the server's text; compare
-//!   checks from PostgreSQL by name only. SQLite keeps the text as written and gives it back.
+//!   the [`Check::expr`](crate::Check) read from PostgreSQL is the server's text; compare it
+//!   with expected checks rewritten the same way ([`crate::checks::canonical_postgres_checks`]),
+//!   or by name only. SQLite keeps the text as written and gives it back.
 //! * Column order within an index is kept, but sort order (`DESC`), partial-index predicates
 //!   and `INCLUDE` columns are not part of the model and are dropped.
 
