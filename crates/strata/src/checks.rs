@@ -140,9 +140,21 @@ pub async fn canonical_postgres_checks(
             })
             .collect();
         let create = format!("CREATE TEMPORARY TABLE {temp} ({})", columns.join(", "));
-        sqlx::query(sqlx::AssertSqlSafe(create))
-            .execute(&mut *tx)
-            .await?;
+        // A read-only session (a standby, `default_transaction_read_only`) makes no temporary
+        // table: then every check compares by name, as it did before the rewrite was asked for.
+        let mut made = tx.begin().await?;
+        if let Err(err) = sqlx::query(sqlx::AssertSqlSafe(create))
+            .execute(&mut *made)
+            .await
+        {
+            tracing::info!(table = %table.name, error = %err, "no temporary table; checks compared by name");
+            made.rollback().await?;
+            for check in table.checks.values() {
+                unreadable.insert((table.name.clone(), check.name.clone()));
+            }
+            continue;
+        }
+        made.commit().await?;
         for check in table.checks.values() {
             // A savepoint each, so that one refused expression spoils nothing else.
             let mut savepoint = tx.begin().await?;
