@@ -18,7 +18,7 @@ use crate::autodetect::{self, Diff, DiffOptions, NoRenames};
 use crate::introspect::{IntrospectError, check_body};
 use crate::render::{column_type_sql, quote_ident};
 use crate::runner::Conn;
-use crate::schema::{Check, Schema};
+use crate::schema::{Check, Schema, Table};
 
 impl Check {
     /// `column IN ('a', 'b', ...)`: the expression of a check keeping a column to the values
@@ -96,8 +96,8 @@ pub async fn live_drift(
     expected: &Schema,
     live: &Schema,
 ) -> Result<Diff, IntrospectError> {
-    let expected = match conn {
-        Conn::Sqlite(_) => expected.without_comments(),
+    let (expected, live) = match conn {
+        Conn::Sqlite(_) => (expected.without_comments(), live.clone()),
         Conn::Postgres(pg) => canonical_postgres_checks(pg, expected, live).await?,
     };
     let options = DiffOptions {
@@ -105,107 +105,159 @@ pub async fn live_drift(
     };
     Ok(autodetect::diff_with(
         &expected,
-        live,
+        &live,
         &mut NoRenames,
         options,
     ))
 }
 
-/// `expected` with each check's expression as PostgreSQL would store it. A check PostgreSQL
-/// refuses on the temporary table (say, one calling a function the database lacks) cannot be
-/// canonicalized: it takes the live expression of the check of the same name, so it compares
-/// by name alone rather than showing as drift that is not there.
+/// How many times an expression is rewritten at most: PostgreSQL's printed form of a check
+/// does not always parse back to itself (a restored dump prints `ARRAY[('a'::varchar)::text]`
+/// where the original printed `(ARRAY['a'::varchar])::text[]`), but rewriting the printed form
+/// again settles, in one more round in the cases seen.
+const REWRITES: usize = 4;
+
+/// `expected` and `live` with each check's expression as PostgreSQL prints it once rewriting
+/// it changes nothing more, so a check compares equal however it reached the database (created
+/// by a migration or restored from a dump). Each table's checks are rewritten on a temporary
+/// table of its columns, inside a transaction that is rolled back.
+///
+/// A check PostgreSQL refuses on the temporary table (one calling a function the database
+/// lacks), or every check when no temporary table can be made (a read-only session), cannot be
+/// rewritten: the expected check then takes the live expression of the check of the same name,
+/// so it compares by name alone rather than showing as drift that is not there.
 pub async fn canonical_postgres_checks(
     conn: &mut PgConnection,
     expected: &Schema,
     live: &Schema,
-) -> Result<Schema, IntrospectError> {
-    let mut canonical = expected.clone();
+) -> Result<(Schema, Schema), IntrospectError> {
+    let mut canonical_expected = expected.clone();
+    let mut canonical_live = live.clone();
     let mut unreadable: BTreeSet<(String, String)> = BTreeSet::new();
     let mut tx = conn.begin().await?;
-    for (n, table) in expected
-        .tables
-        .values()
-        .filter(|t| !t.checks.is_empty())
-        .enumerate()
-    {
-        let temp = quote_ident(&format!("_strata_check_{n}"));
-        let columns: Vec<String> = (table.columns.iter())
-            .map(|c| {
-                format!(
-                    "{} {}",
-                    quote_ident(&c.name),
-                    column_type_sql(&c.ty, Dialect::Postgres)
-                )
-            })
-            .collect();
-        let create = format!("CREATE TEMPORARY TABLE {temp} ({})", columns.join(", "));
-        // A read-only session (a standby, `default_transaction_read_only`) makes no temporary
-        // table: then every check compares by name, as it did before the rewrite was asked for.
-        let mut made = tx.begin().await?;
-        if let Err(err) = sqlx::query(sqlx::AssertSqlSafe(create))
-            .execute(&mut *made)
-            .await
-        {
-            tracing::info!(table = %table.name, error = %err, "no temporary table; checks compared by name");
-            made.rollback().await?;
-            for check in table.checks.values() {
-                unreadable.insert((table.name.clone(), check.name.clone()));
-            }
-            continue;
-        }
-        made.commit().await?;
-        for check in table.checks.values() {
-            // A savepoint each, so that one refused expression spoils nothing else.
-            let mut savepoint = tx.begin().await?;
-            let add = format!(
-                "ALTER TABLE {temp} ADD CONSTRAINT {} CHECK ({})",
-                quote_ident(&check.name),
-                check.expr
-            );
-            let def: Result<String, sqlx::Error> = async {
-                sqlx::query(sqlx::AssertSqlSafe(add))
-                    .execute(&mut *savepoint)
-                    .await?;
-                sqlx::query_scalar(
-                    "SELECT pg_get_constraintdef(oid) FROM pg_constraint \
-                     WHERE conrelid = $1::text::regclass AND conname = $2",
-                )
-                .bind(&temp)
-                .bind(&check.name)
-                .fetch_one(&mut *savepoint)
-                .await
-            }
-            .await;
-            savepoint.rollback().await?;
-            match def {
-                Ok(def) => {
-                    if let Some(c) = (canonical.tables.get_mut(&table.name))
-                        .and_then(|t| t.checks.get_mut(&check.name))
-                    {
-                        c.expr = check_body(&def);
+    let mut temp_tables = 0;
+    for (schema, out, is_expected) in [
+        (expected, &mut canonical_expected, true),
+        (live, &mut canonical_live, false),
+    ] {
+        for table in schema.tables.values().filter(|t| !t.checks.is_empty()) {
+            temp_tables += 1;
+            let temp = quote_ident(&format!("_strata_check_{temp_tables}"));
+            let rewritten = rewrite_checks(&mut tx, &temp, table).await?;
+            for (name, expr) in rewritten {
+                match expr {
+                    Some(expr) => {
+                        if let Some(c) =
+                            (out.tables.get_mut(&table.name)).and_then(|t| t.checks.get_mut(&name))
+                        {
+                            c.expr = expr;
+                        }
                     }
-                }
-                Err(err) => {
-                    tracing::info!(table = %table.name, check = %check.name, error = %err, "check expression not canonicalized; compared by name");
-                    unreadable.insert((table.name.clone(), check.name.clone()));
+                    None if is_expected => {
+                        unreadable.insert((table.name.clone(), name));
+                    }
+                    None => {}
                 }
             }
         }
     }
     tx.rollback().await?;
     for (table, name) in unreadable {
-        let live_expr = (live.tables.get(&table))
+        let live_expr = (canonical_live.tables.get(&table))
             .and_then(|t| t.checks.get(&name))
             .map(|c| c.expr.clone());
         if let (Some(expr), Some(c)) = (
             live_expr,
-            (canonical.tables.get_mut(&table)).and_then(|t| t.checks.get_mut(&name)),
+            (canonical_expected.tables.get_mut(&table)).and_then(|t| t.checks.get_mut(&name)),
         ) {
             c.expr = expr;
         }
     }
-    Ok(canonical)
+    Ok((canonical_expected, canonical_live))
+}
+
+/// Each check of `table` as PostgreSQL prints it once rewriting settles, by name; `None` for
+/// one that could not be rewritten. Runs inside `tx`, on a temporary table named `temp`.
+async fn rewrite_checks(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    temp: &str,
+    table: &Table,
+) -> Result<Vec<(String, Option<String>)>, IntrospectError> {
+    let columns: Vec<String> = (table.columns.iter())
+        .map(|c| {
+            format!(
+                "{} {}",
+                quote_ident(&c.name),
+                column_type_sql(&c.ty, Dialect::Postgres)
+            )
+        })
+        .collect();
+    let create = format!("CREATE TEMPORARY TABLE {temp} ({})", columns.join(", "));
+    // A read-only session (a standby, `default_transaction_read_only`) makes no temporary
+    // table: then no check of the table is rewritten.
+    let mut made = tx.begin().await?;
+    if let Err(err) = sqlx::query(sqlx::AssertSqlSafe(create))
+        .execute(&mut *made)
+        .await
+    {
+        tracing::info!(table = %table.name, error = %err, "no temporary table; checks compared by name");
+        made.rollback().await?;
+        return Ok((table.checks.keys())
+            .map(|name| (name.clone(), None))
+            .collect());
+    }
+    made.commit().await?;
+    let mut out = Vec::new();
+    for check in table.checks.values() {
+        let mut expr = check.expr.clone();
+        let mut settled = None;
+        for _ in 0..REWRITES {
+            match rewrite_once(tx, temp, &check.name, &expr).await? {
+                Ok(next) if next == expr => {
+                    settled = Some(next);
+                    break;
+                }
+                Ok(next) => expr = next,
+                Err(err) => {
+                    tracing::info!(table = %table.name, check = %check.name, error = %err, "check expression not rewritten; compared by name");
+                    break;
+                }
+            }
+        }
+        out.push((check.name.clone(), settled));
+    }
+    Ok(out)
+}
+
+/// `expr` as PostgreSQL prints it after adding it as check `name` of `temp` (in a savepoint
+/// that is rolled back); the inner error when PostgreSQL refuses the expression.
+async fn rewrite_once(
+    tx: &mut sqlx::Transaction<'_, sqlx::Postgres>,
+    temp: &str,
+    name: &str,
+    expr: &str,
+) -> Result<Result<String, sqlx::Error>, IntrospectError> {
+    let mut savepoint = tx.begin().await?;
+    let add = format!(
+        "ALTER TABLE {temp} ADD CONSTRAINT {} CHECK ({expr})",
+        quote_ident(name)
+    );
+    let def: Result<String, sqlx::Error> = async {
+        sqlx::query(sqlx::AssertSqlSafe(add))
+            .execute(&mut *savepoint)
+            .await?;
+        sqlx::query_scalar(
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint \
+             WHERE conrelid = $1::text::regclass AND conname = $2",
+        )
+        .bind(temp)
+        .bind(name)
+        .fetch_one(&mut *savepoint)
+        .await
+    }
+    .await;
+    savepoint.rollback().await?;
+    Ok(def.map(|def| check_body(&def)))
 }
 
 #[cfg(test)]
