@@ -16,6 +16,7 @@
 
 mod postgres;
 mod sqlite;
+mod unrepresentable;
 
 pub use postgres::postgres;
 pub use sqlite::sqlite;

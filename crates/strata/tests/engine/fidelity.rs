@@ -492,23 +492,36 @@ async fn unrepresentable_columns_are_named() {
         assert!(err.contains(column) && err.contains(what), "{ddl}: {err}");
         assert!(err.contains("cannot represent"), "{err}");
     }
-    // SQLite keeps declared types as written: one the model lacks is named too.
-    let db = TestDb::fresh(Dialect::Sqlite).await;
-    let mut conn = db.connect().await;
-    exec(
-        &mut conn,
-        "CREATE TABLE odd (id integer PRIMARY KEY, shape geometry)",
-    )
-    .await
-    .unwrap();
-    let err = match &mut conn {
-        Conn::Sqlite(c) => strata::introspect::sqlite(c, &[VERSION_TABLE]).await,
-        Conn::Postgres(_) => unreachable!(),
+    // SQLite keeps declared types as written: one the model lacks is named too, and so are
+    // generated and AUTOINCREMENT columns.
+    let cases = [
+        (
+            "CREATE TABLE odd (id integer PRIMARY KEY, shape geometry)",
+            "odd.shape",
+            "geometry",
+        ),
+        (
+            "CREATE TABLE odd (id integer PRIMARY KEY, twice integer GENERATED ALWAYS AS (id * 2))",
+            "odd.twice",
+            "generated",
+        ),
+        (
+            "CREATE TABLE odd (name text, id integer PRIMARY KEY AUTOINCREMENT)",
+            "odd.id",
+            "AUTOINCREMENT",
+        ),
+    ];
+    for (ddl, column, what) in cases {
+        let db = TestDb::fresh(Dialect::Sqlite).await;
+        let mut conn = db.connect().await;
+        exec(&mut conn, ddl).await.unwrap();
+        let err = match &mut conn {
+            Conn::Sqlite(c) => strata::introspect::sqlite(c, &[VERSION_TABLE]).await,
+            Conn::Postgres(_) => unreachable!(),
+        }
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains(column) && err.contains(what), "{ddl}: {err}");
+        assert!(err.contains("cannot represent"), "{err}");
     }
-    .unwrap_err()
-    .to_string();
-    assert!(
-        err.contains("odd.shape") && err.contains("geometry"),
-        "{err}"
-    );
 }
