@@ -22,7 +22,7 @@ pub use strata::state::Direction;
 
 use crate::config::{Backend, DatabaseSettings};
 use crate::db::{Database, DbError};
-use crate::models::schema::target;
+use crate::models::schema::checked_target;
 
 /// Why a migration command failed.
 #[derive(Debug, thiserror::Error)]
@@ -240,7 +240,8 @@ pub async fn check(
 ) -> Result<CheckReport, MigrateError> {
     let migrator = migrator(settings)?;
     let mut conn = connection(db).await?;
-    Ok(migrator.check(&mut conn, &target()).await?)
+    let models = checked_target().map_err(MigrateError::Refused)?;
+    Ok(migrator.check(&mut conn, &models).await?)
 }
 
 /// Plans the adoption of the Python service's database (refusing what cannot be bridged).
@@ -332,7 +333,8 @@ pub fn make_migration(
         }
         MakeKind::Autogenerate => {
             history.head()?;
-            let diff = autodetect::diff(&history.head_schema()?, &target(), renames);
+            let target = checked_target().map_err(MigrateError::Refused)?;
+            let diff = autodetect::diff(&history.head_schema()?, &target, renames);
             if diff.operations.is_empty() {
                 return Ok(None);
             }

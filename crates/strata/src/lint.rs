@@ -204,9 +204,9 @@ fn op_warnings(op: &Operation, before: &Schema, dialect: Dialect) -> Vec<(Risk, 
         Operation::AddCheck { table, check } if pg && exists(table) => out.push((
             Risk::Locking,
             format!(
-                "validates every row of {table} for check {} while holding a lock that blocks \
-                 reads and writes of {table}; for a large table add it NOT VALID and run \
-                 VALIDATE CONSTRAINT in a later step",
+                "validates every row of {table} for check {} (added NOT VALID, then \
+                 VALIDATE CONSTRAINT); inside the migration's transaction the lock of the add, \
+                 which blocks reads and writes of {table}, is held until commit",
                 check.name
             ),
         )),

@@ -479,7 +479,8 @@ impl Migrator {
         exclude.extend(unmanaged.iter().map(String::as_str));
         let live = introspect(conn, &exclude).await?;
         let invalid_indexes = crate::concurrent::invalid_indexes(conn).await?;
-        let database = autodetect::live_drift(&expected, &live, conn.dialect());
+        // CHECK expressions too: an edited check is drift (see `checks`).
+        let database = crate::checks::live_drift(conn, &expected, &live).await?;
         let head = self.history.head_schema()?;
         let models = autodetect::diff(&head, models, &mut autodetect::NoRenames);
         // Differences no operation can express (a changed primary key) arrive as warnings.

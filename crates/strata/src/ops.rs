@@ -150,6 +150,18 @@ pub enum Operation {
         table: String,
         name: String,
     },
+    /// Renames an index of `table` (one named after a renamed table, say).
+    RenameIndex {
+        table: String,
+        from: String,
+        to: String,
+    },
+    /// Renames a unique, check or foreign key constraint of `table`.
+    RenameConstraint {
+        table: String,
+        from: String,
+        to: String,
+    },
     SetTableComment {
         table: String,
         comment: Option<String>,
@@ -311,6 +323,8 @@ impl Operation {
                 t.indexes.retain(|_, i| !i.columns.contains(name));
                 t.uniques.retain(|_, u| !u.columns.contains(name));
                 t.foreign_keys.retain(|_, fk| !fk.columns.contains(name));
+                t.checks
+                    .retain(|_, c| !crate::checks::mentions_column(&c.expr, name));
             }
             Operation::AlterColumn { table, to } => {
                 let t = table_mut(schema, table)?;
@@ -396,6 +410,19 @@ impl Operation {
             Operation::DropCheck { table, name } => {
                 let t = table_mut(schema, table)?;
                 remove_existing(&mut t.checks, "check constraint", table, name)?;
+            }
+            Operation::RenameIndex { table, from, to } => {
+                let t = table_mut(schema, table)?;
+                let mut index = remove_existing(&mut t.indexes, "index", table, from)?;
+                index.name = to.clone();
+                if let Err(err) = insert_new(&mut t.indexes, "index", table, to, index.clone()) {
+                    index.name = from.clone();
+                    t.indexes.insert(from.clone(), index);
+                    return Err(err);
+                }
+            }
+            Operation::RenameConstraint { table, from, to } => {
+                crate::rename_objects::rename_constraint(table_mut(schema, table)?, from, to)?;
             }
             Operation::SetTableComment { table, comment } => {
                 table_mut(schema, table)?.comment = comment.clone();
@@ -500,6 +527,16 @@ impl Operation {
                         .clone(),
                 }
             }
+            Operation::RenameIndex { table, from, to } => Operation::RenameIndex {
+                table: table.clone(),
+                from: to.clone(),
+                to: from.clone(),
+            },
+            Operation::RenameConstraint { table, from, to } => Operation::RenameConstraint {
+                table: table.clone(),
+                from: to.clone(),
+                to: from.clone(),
+            },
             Operation::SetTableComment { table, .. } => Operation::SetTableComment {
                 table: table.clone(),
                 comment: table_ref(before, table).map_err(state)?.comment.clone(),
@@ -579,6 +616,12 @@ impl Operation {
             Operation::DropCheck { table, name } => {
                 format!("- drop check constraint {name} on {table}")
             }
+            Operation::RenameIndex { table, from, to } => {
+                format!("~ rename index {from} on {table} to {to}")
+            }
+            Operation::RenameConstraint { table, from, to } => {
+                format!("~ rename constraint {from} on {table} to {to}")
+            }
             Operation::SetTableComment { table, comment } => match comment {
                 Some(_) => format!("~ set comment on table {table}"),
                 None => format!("~ remove comment on table {table}"),
@@ -609,6 +652,8 @@ impl Operation {
             | Operation::DropUnique { table, .. }
             | Operation::AddCheck { table, .. }
             | Operation::DropCheck { table, .. }
+            | Operation::RenameIndex { table, .. }
+            | Operation::RenameConstraint { table, .. }
             | Operation::SetTableComment { table, .. } => Some(table),
             Operation::RawSql { .. } | Operation::Data(_) => None,
         }

@@ -179,6 +179,32 @@ pub fn drop_check(table: impl Into<String>, name: impl Into<String>) -> Operatio
     }
 }
 
+/// Renames an index of `table`.
+pub fn rename_index(
+    table: impl Into<String>,
+    from: impl Into<String>,
+    to: impl Into<String>,
+) -> Operation {
+    Operation::RenameIndex {
+        table: table.into(),
+        from: from.into(),
+        to: to.into(),
+    }
+}
+
+/// Renames a unique, check or foreign key constraint of `table`.
+pub fn rename_constraint(
+    table: impl Into<String>,
+    from: impl Into<String>,
+    to: impl Into<String>,
+) -> Operation {
+    Operation::RenameConstraint {
+        table: table.into(),
+        from: from.into(),
+        to: to.into(),
+    }
+}
+
 /// Sets the table's comment, or removes it with `None`.
 pub fn set_table_comment(table: impl Into<String>, comment: Option<&str>) -> Operation {
     Operation::SetTableComment {
@@ -330,6 +356,22 @@ mod tests {
                 Operation::DropCheck {
                     table: "t".into(),
                     name: "ck".into(),
+                },
+            ),
+            (
+                rename_index("t", "ix_a", "ix_b"),
+                Operation::RenameIndex {
+                    table: "t".into(),
+                    from: "ix_a".into(),
+                    to: "ix_b".into(),
+                },
+            ),
+            (
+                rename_constraint("t", "ck_a", "ck_b"),
+                Operation::RenameConstraint {
+                    table: "t".into(),
+                    from: "ck_a".into(),
+                    to: "ck_b".into(),
                 },
             ),
             (

@@ -221,7 +221,7 @@ impl History {
         let mut inverses = Vec::with_capacity(migration.operations.len());
         for op in &migration.operations {
             let inverse = op
-                .reverse(&state)
+                .reverse_steps(&state)
                 .map_err(|error| HistoryError::Irreversible {
                     revision: migration.revision.clone(),
                     message: migration.message.clone(),
@@ -231,7 +231,7 @@ impl History {
             inverses.push(inverse);
         }
         inverses.reverse();
-        Ok(inverses)
+        Ok(inverses.into_iter().flatten().collect())
     }
 
     /// The migrations to apply, in order, to reach `target` from `applied`.

@@ -694,6 +694,12 @@ fn operation_expr(op: &Operation) -> Result<Expr, WriteError> {
             ],
         ),
         Operation::DropCheck { table, name: n } => call("drop_check", vec![name(table), name(n)]),
+        Operation::RenameIndex { table, from, to } => {
+            call("rename_index", vec![name(table), name(from), name(to)])
+        }
+        Operation::RenameConstraint { table, from, to } => {
+            call("rename_constraint", vec![name(table), name(from), name(to)])
+        }
         Operation::SetTableComment { table, comment } => {
             let comment = match comment {
                 Some(c) => call("Some", vec![Expr::str(c, Role::Comment)]),

@@ -17,9 +17,7 @@ use strata::{
     Table, Unique,
 };
 
-use super::{
-    login_failure, role, tag, todo, user_account, user_account_role, user_account_todo_tag,
-};
+use super::todo;
 
 /// Whether `create_all` may find some tables already there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,12 +31,11 @@ pub enum Existing {
 /// A CHECK constraint or index the entities cannot declare.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Extra {
-    /// `column IN (allowed...)`.
+    /// `column IN (allowed...)`, named `ck_<table>_<column>`: see [`Extra::enum_check`].
     Check {
         table: &'static str,
-        name: &'static str,
         column: &'static str,
-        allowed: &'static [&'static str],
+        allowed: Vec<String>,
     },
     Index {
         table: &'static str,
@@ -50,12 +47,7 @@ pub enum Extra {
 /// The CHECK constraints and indexes declared beside the entities.
 pub fn extras() -> Vec<Extra> {
     vec![
-        Extra::Check {
-            table: "todo",
-            name: "ck_todo_importance",
-            column: "importance",
-            allowed: &["none", "low", "medium", "high"],
-        },
+        Extra::enum_check::<todo::Importance>("todo", "importance"),
         Extra::Index {
             table: "todo",
             name: "ix_todo_user_id_created_at",
@@ -86,28 +78,64 @@ pub fn extras() -> Vec<Extra> {
     ]
 }
 
+impl Extra {
+    /// The CHECK that keeps `table.column` to the string values of the Rust enum `E` (the
+    /// `string_value`s of its `DeriveActiveEnum`, in variant order): the enum is the one
+    /// declaration, so adding or removing a variant changes the target schema and
+    /// autogenerate writes the migration.
+    pub fn enum_check<E>(table: &'static str, column: &'static str) -> Extra
+    where
+        E: sea_orm::ActiveEnum<Value = String>,
+    {
+        Extra::Check {
+            table,
+            column,
+            allowed: E::values(),
+        }
+    }
+}
+
 /// The schema of the entities plus [`extras`]: what the migrations must produce at head.
+///
+/// A column the engine cannot represent is kept here as the closest type (so that `serve`,
+/// `create_all` and `doctor` work); [`checked_target`], which autogenerate and `check` use,
+/// refuses it, so it never reaches a migration.
 pub fn target() -> Schema {
-    let mut schema = Schema::new()
-        .with_table(table_of(user_account::Entity))
-        .with_table(table_of(role::Entity))
-        .with_table(table_of(user_account_role::Entity))
-        .with_table(table_of(tag::Entity))
-        .with_table(table_of(todo::Entity))
-        .with_table(table_of(user_account_todo_tag::Entity))
-        .with_table(table_of(login_failure::Entity));
+    build_target().0
+}
+
+/// [`target`], or every problem that keeps the entities from being migrated: a type or default
+/// the engine cannot represent, or a name PostgreSQL would cut (each naming the object).
+pub fn checked_target() -> Result<Schema, String> {
+    let (schema, mut problems) = build_target();
+    problems.extend(strata::names::too_long(&schema));
+    if problems.is_empty() {
+        Ok(schema)
+    } else {
+        Err(format!(
+            "the entities cannot be migrated: {}",
+            problems.join("; ")
+        ))
+    }
+}
+
+fn build_target() -> (Schema, Vec<String>) {
+    let mut schema = Schema::new();
+    let mut problems = Vec::new();
+    for (table, table_problems) in super::entity_tables() {
+        problems.extend(table_problems);
+        schema = schema.with_table(table);
+    }
     for extra in extras() {
         match extra {
             Extra::Check {
                 table,
-                name,
                 column,
                 allowed,
             } => {
-                let values: Vec<String> = allowed.iter().map(|v| format!("'{v}'")).collect();
                 let check = Check {
-                    name: name.to_string(),
-                    expr: format!("{column} IN ({})", values.join(", ")),
+                    name: format!("ck_{table}_{column}"),
+                    expr: Check::one_of_expr(column, &allowed),
                 };
                 if let Some(t) = schema.tables.get_mut(table) {
                     t.checks.insert(check.name.clone(), check);
@@ -129,26 +157,61 @@ pub fn target() -> Schema {
             }
         }
     }
-    schema
+    (schema, problems)
 }
 
-/// One entity's table, read from SeaORM's own CREATE TABLE statement for it.
-fn table_of<E: EntityTrait>(entity: E) -> Table {
+/// One entity's table, read from SeaORM's own CREATE TABLE statement for it, with what in it
+/// the engine cannot represent (each naming `table.column`).
+pub fn table_of<E: EntityTrait>(entity: E) -> (Table, Vec<String>) {
     let name = entity.table_name().to_string();
     // The statement is backend-neutral data until built; PostgreSQL is as good as any.
     let orm = OrmSchema::new(DbBackend::Postgres);
     let create = orm.create_table_from_entity(entity);
     let mut table = Table::new(&name);
+    let mut problems = Vec::new();
     for def in create.get_columns() {
         let column_name = def.get_column_name();
         let spec = def.get_column_spec();
-        let ty = def
-            .get_column_type()
-            .map(column_type)
-            .unwrap_or(ColumnType::Text);
+        let ty = match def.get_column_type().map(column_type) {
+            Some(Ok(ty)) => ty,
+            Some(Err(what)) => {
+                problems.push(format!(
+                    "column {name}.{column_name} has type {what}, which the migration engine cannot represent"
+                ));
+                ColumnType::Text
+            }
+            None => {
+                problems.push(format!("column {name}.{column_name} has no type"));
+                ColumnType::Text
+            }
+        };
         let mut column = Column::new(&column_name, ty);
         column.nullable = spec.nullable.unwrap_or(true) && !spec.primary_key;
-        column.default = spec.default.as_ref().and_then(default_value);
+        column.default = match spec.default.as_ref().map(default_value) {
+            None => None,
+            Some(Ok(default)) => Some(default),
+            Some(Err(what)) => {
+                problems.push(format!(
+                    "column {name}.{column_name} has default {what}, which the migration engine cannot represent"
+                ));
+                None
+            }
+        };
+        if spec.auto_increment {
+            problems.push(format!(
+                "column {name}.{column_name} is auto-increment (an identity or serial column), which the migration engine cannot represent"
+            ));
+        }
+        if spec.check.is_some() || spec.extra.is_some() {
+            problems.push(format!(
+                "column {name}.{column_name} carries a column CHECK or extra SQL, which the migration engine cannot represent (declare the CHECK in `extras`)"
+            ));
+        }
+        if spec.generated.is_some() {
+            problems.push(format!(
+                "column {name}.{column_name} is generated, which the migration engine cannot represent"
+            ));
+        }
         column.comment = spec.comment.clone();
         if spec.primary_key {
             table.primary_key.push(column_name.clone());
@@ -208,7 +271,7 @@ fn table_of<E: EntityTrait>(entity: E) -> Table {
             .foreign_keys
             .insert(foreign_key.name.clone(), foreign_key);
     }
-    table
+    (table, problems)
 }
 
 fn table_ref_name(table: &sea_query::TableRef) -> String {
@@ -219,9 +282,11 @@ fn table_ref_name(table: &sea_query::TableRef) -> String {
     }
 }
 
-fn column_type(ty: &sea_query::ColumnType) -> ColumnType {
+/// The engine's type for a SeaORM column type, or the type's name when the engine has none
+/// (arrays, native enums, network types, ...): never a silent `text`.
+fn column_type(ty: &sea_query::ColumnType) -> Result<ColumnType, String> {
     use sea_query::ColumnType as Sq;
-    match ty {
+    Ok(match ty {
         Sq::Char(n) => ColumnType::String(*n),
         Sq::String(StringLen::N(n)) => ColumnType::String(Some(*n)),
         Sq::String(_) => ColumnType::String(None),
@@ -242,28 +307,35 @@ fn column_type(ty: &sea_query::ColumnType) -> ColumnType {
         Sq::JsonBinary => ColumnType::JsonBinary,
         Sq::Uuid => ColumnType::Uuid,
         Sq::Binary(_) | Sq::VarBinary(_) | Sq::Blob => ColumnType::Binary,
-        _ => ColumnType::Text,
-    }
+        Sq::Array(inner) => return Err(format!("array of {inner:?}")),
+        Sq::Enum { name, .. } => return Err(format!("native enum {name}")),
+        other => return Err(format!("{other:?}")),
+    })
 }
 
-fn default_value(expr: &sea_query::Expr) -> Option<DefaultValue> {
+/// The engine's default for a SeaORM default expression, or the expression when the engine
+/// cannot represent it (a float, decimal or UUID literal, a function call ...): never dropped.
+fn default_value(expr: &sea_query::Expr) -> Result<DefaultValue, String> {
     use sea_query::{Expr, Keyword, Value};
     match expr {
         Expr::Value(value) | Expr::Constant(value) => match value {
-            Value::Bool(Some(b)) => Some(DefaultValue::Bool(*b)),
-            Value::TinyInt(Some(i)) => Some(DefaultValue::Int(i64::from(*i))),
-            Value::SmallInt(Some(i)) => Some(DefaultValue::Int(i64::from(*i))),
-            Value::Int(Some(i)) => Some(DefaultValue::Int(i64::from(*i))),
-            Value::BigInt(Some(i)) => Some(DefaultValue::Int(*i)),
-            Value::String(Some(s)) => Some(DefaultValue::Str(s.clone())),
-            _ => None,
+            Value::Bool(Some(b)) => Ok(DefaultValue::Bool(*b)),
+            Value::TinyInt(Some(i)) => Ok(DefaultValue::Int(i64::from(*i))),
+            Value::SmallInt(Some(i)) => Ok(DefaultValue::Int(i64::from(*i))),
+            Value::Int(Some(i)) => Ok(DefaultValue::Int(i64::from(*i))),
+            Value::BigInt(Some(i)) => Ok(DefaultValue::Int(*i)),
+            Value::TinyUnsigned(Some(i)) => Ok(DefaultValue::Int(i64::from(*i))),
+            Value::SmallUnsigned(Some(i)) => Ok(DefaultValue::Int(i64::from(*i))),
+            Value::Unsigned(Some(i)) => Ok(DefaultValue::Int(i64::from(*i))),
+            Value::String(Some(s)) => Ok(DefaultValue::Str(s.clone())),
+            other => Err(format!("{other:?}")),
         },
         Expr::Keyword(Keyword::CurrentTimestamp) => {
-            Some(DefaultValue::Expr("CURRENT_TIMESTAMP".into()))
+            Ok(DefaultValue::Expr("CURRENT_TIMESTAMP".into()))
         }
-        Expr::Keyword(Keyword::CurrentDate) => Some(DefaultValue::Expr("CURRENT_DATE".into())),
-        Expr::Custom(sql) => Some(DefaultValue::Expr(sql.to_string())),
-        _ => None,
+        Expr::Keyword(Keyword::CurrentDate) => Ok(DefaultValue::Expr("CURRENT_DATE".into())),
+        Expr::Custom(sql) => Ok(DefaultValue::Expr(sql.to_string())),
+        other => Err(format!("{other:?}")),
     }
 }
 

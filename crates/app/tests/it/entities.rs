@@ -406,7 +406,7 @@ async fn postgres_columns_have_the_expected_types() {
     assert_eq!(find("todo", "item").3, 100);
     assert_eq!(find("todo", "description").3, 1024);
     assert_eq!(find("tag", "name").3, 100);
-    for table in TABLES {
+    for &table in TABLES {
         let mine: Vec<&str> = columns
             .iter()
             .filter(|c| c.0 == table)

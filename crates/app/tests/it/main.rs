@@ -18,6 +18,7 @@ mod migrations;
 mod pgbouncer;
 mod pool;
 mod portable;
+mod registration;
 mod restart;
 mod roles;
 mod shutdown;

@@ -33,7 +33,8 @@ pub(super) fn changes(current: &Schema, to: &Schema, warnings: &mut Vec<String>)
         }
         for column in &new.columns {
             match old.column(&column.name) {
-                Some(before) if before != column => {
+                // Defaults compare as stored (`true` on an integer column is `1`).
+                Some(before) if !crate::defaults::same_column(before, column) => {
                     tracing::info!(table = %table, column = %column.name, "detected altered column");
                     ops.push(Operation::AlterColumn {
                         table: table.clone(),

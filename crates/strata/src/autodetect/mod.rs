@@ -160,7 +160,9 @@ pub fn diff_with(
 
 /// The differences between the schema the migrations expect and one introspected from a live
 /// database of `dialect`, leaving out what that dialect cannot keep: SQLite stores no comments,
-/// and PostgreSQL rewrites CHECK expressions (so there checks compare by name).
+/// and PostgreSQL rewrites CHECK expressions (so there checks compare by name). `check` uses
+/// [`crate::checks::live_drift`] instead, which asks PostgreSQL to rewrite the expected checks
+/// and so compares their expressions too.
 pub fn live_drift(expected: &Schema, live: &Schema, dialect: Dialect) -> Diff {
     // SQLite ignores declared lengths, so a length change is not rebuilt and keeps the old
     // declaration: text types compare as one there.

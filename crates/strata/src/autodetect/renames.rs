@@ -41,6 +41,15 @@ pub(super) fn detect(
     };
     column_renames(&mut renamed, to, policy, warnings);
     table_renames(&mut renamed, to, policy, options, warnings);
+    // Indexes and constraints named after a renamed table follow it.
+    let tables: Vec<(String, String)> = (renamed.operations.iter())
+        .filter_map(|op| match op {
+            Operation::RenameTable { from, to } => Some((from.clone(), to.clone())),
+            _ => None,
+        })
+        .collect();
+    let follow = crate::rename_objects::follow_table_renames(&mut renamed.schema, to, &tables);
+    renamed.operations.extend(follow);
     renamed
 }
 
@@ -127,7 +136,10 @@ fn accept(renamed: &mut Renamed, op: Operation) -> bool {
 }
 
 fn columns_alike(a: &Column, b: &Column) -> bool {
-    a.ty == b.ty && a.nullable == b.nullable && a.default == b.default && a.comment == b.comment
+    a.ty == b.ty
+        && a.nullable == b.nullable
+        && crate::defaults::same_default(a.default.as_ref(), b.default.as_ref(), &a.ty)
+        && a.comment == b.comment
 }
 
 fn column_renames(
@@ -321,10 +333,17 @@ mod tests {
     use super::super::*;
     use crate::schema::{Column, ColumnType, Table};
 
-    /// `base()` with todo.title renamed to `summary`.
+    /// `base()` with todo.title renamed to `summary`; its check says `summary` too, but under
+    /// its old name (see `accepted_column_rename_is_a_rename`).
     fn title_renamed() -> Schema {
         let mut to = base();
-        to.tables.get_mut("todo").unwrap().columns[1].name = "summary".into();
+        let todo = to.tables.get_mut("todo").unwrap();
+        todo.columns[1].name = "summary".into();
+        todo.checks.clear();
+        todo.checks.insert(
+            "todo_title_not_empty".into(),
+            check("todo_title_not_empty", "summary <> ''"),
+        );
         to
     }
 
@@ -361,7 +380,15 @@ mod tests {
     fn accepted_column_rename_is_a_rename() {
         let mut policy = recorder(Some(true));
         let diff = applied(&base(), &title_renamed(), &mut policy);
-        assert_eq!(lines(&diff), vec!["~ rename column todo.title to summary"]);
+        // The check's text names the column, so it is written again.
+        assert_eq!(
+            lines(&diff),
+            vec![
+                "~ rename column todo.title to summary",
+                "- drop check constraint todo_title_not_empty on todo",
+                "+ add check constraint todo_title_not_empty on todo (summary <> '')",
+            ]
+        );
         assert!(diff.warnings.is_empty());
         assert_eq!(
             policy.asked,
@@ -379,7 +406,12 @@ mod tests {
         let diff = applied(&base(), &title_renamed(), &mut policy);
         assert_eq!(
             lines(&diff),
-            vec!["+ add column todo.summary Text", "- drop column todo.title"]
+            vec![
+                "- drop check constraint todo_title_not_empty on todo",
+                "+ add column todo.summary Text",
+                "- drop column todo.title",
+                "+ add check constraint todo_title_not_empty on todo (summary <> '')",
+            ]
         );
         assert_eq!(
             diff.warnings,
@@ -396,7 +428,12 @@ mod tests {
         let diff = applied(&base(), &title_renamed(), &mut NoRenames);
         assert_eq!(
             lines(&diff),
-            vec!["+ add column todo.summary Text", "- drop column todo.title"]
+            vec![
+                "- drop check constraint todo_title_not_empty on todo",
+                "+ add column todo.summary Text",
+                "- drop column todo.title",
+                "+ add check constraint todo_title_not_empty on todo (summary <> '')",
+            ]
         );
         assert_eq!(diff.warnings.len(), 1);
         assert!(diff.warnings[0].contains("data in todo.title is lost"));
@@ -416,7 +453,8 @@ mod tests {
             let diff = applied(&base(), &to, &mut policy);
             assert!(policy.asked.is_empty(), "{:?}", policy.asked);
             assert!(diff.warnings.is_empty());
-            assert_eq!(diff.operations.len(), 2, "{diff:#?}");
+            // Add, drop, and the check written again.
+            assert_eq!(diff.operations.len(), 4, "{diff:#?}");
         }
     }
 
@@ -499,8 +537,8 @@ mod tests {
             lines(&diff),
             vec![
                 "~ rename table todo to tasks",
-                "- drop index ix_todo_owner_id on tasks",
-                "+ create index ix_tasks_owner_id on tasks (owner_id)",
+                // The index named after the table follows it rather than being made again.
+                "~ rename index ix_todo_owner_id on tasks to ix_tasks_owner_id",
             ]
         );
         assert_eq!(

@@ -8,13 +8,15 @@
 //! Two things do not round-trip byte for byte:
 //!
 //! * PostgreSQL rewrites CHECK expressions (`"rank" >= 0` comes back as `(rank >= 0)`), so
-//!   the [`Check::expr`](crate::Check) read from PostgreSQL is the server's text; compare
-//!   checks from PostgreSQL by name only. SQLite keeps the text as written and gives it back.
+//!   the [`Check::expr`](crate::Check) read from PostgreSQL is the server's text; compare it
+//!   with expected checks rewritten the same way ([`crate::checks::canonical_postgres_checks`]),
+//!   or by name only. SQLite keeps the text as written and gives it back.
 //! * Column order within an index is kept, but sort order (`DESC`), partial-index predicates
 //!   and `INCLUDE` columns are not part of the model and are dropped.
 
 mod postgres;
 mod sqlite;
+mod unrepresentable;
 
 pub use postgres::postgres;
 pub use sqlite::sqlite;
@@ -26,7 +28,9 @@ use crate::schema::{ColumnType, DefaultValue};
 pub enum IntrospectError {
     #[error("introspection query failed: {0}")]
     Db(#[from] sqlx::Error),
-    #[error("table {table}: column {column} has type {ty} that the engine does not know")]
+    #[error(
+        "table {table}: column {table}.{column} has type {ty}, which the engine cannot represent"
+    )]
     UnknownType {
         table: String,
         column: String,
@@ -403,7 +407,7 @@ fn group_after(tokens: &[Token], from: usize) -> Option<(&[Token], usize)> {
 }
 
 /// The expression inside `CHECK (...)` as PostgreSQL's `pg_get_constraintdef` prints it.
-fn check_body(def: &str) -> String {
+pub(crate) fn check_body(def: &str) -> String {
     let tokens = tokenize(def);
     let start = usize::from(tokens.first().is_some_and(|t| t.is_keyword("CHECK")));
     match group_after(&tokens, start) {

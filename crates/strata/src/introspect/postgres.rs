@@ -18,7 +18,9 @@ SELECT a.attname::text AS name,
        format_type(a.atttypid, a.atttypmod) AS ty,
        a.attnotnull AS not_null,
        pg_get_expr(d.adbin, d.adrelid) AS dflt,
-       col_description(a.attrelid, a.attnum) AS comment
+       col_description(a.attrelid, a.attnum) AS comment,
+       a.attidentity::text AS identity,
+       a.attgenerated::text AS generated
 FROM pg_attribute a
 LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 WHERE a.attrelid = $1 AND a.attnum > 0 AND NOT a.attisdropped
@@ -111,6 +113,24 @@ async fn read_columns(
                 ty: raw_type,
             });
         };
+        // The model has no identity or generated columns: read as plain columns they would
+        // compare equal to the migrations and be lost in any rebuild or copy.
+        let identity: String = row.try_get("identity")?;
+        let generated: String = row.try_get("generated")?;
+        if !identity.is_empty() || !generated.is_empty() {
+            return Err(IntrospectError::Unsupported {
+                table: table.name.clone(),
+                detail: format!(
+                    "column {}.{name} is {}, which the engine cannot represent",
+                    table.name,
+                    if identity.is_empty() {
+                        "a generated column"
+                    } else {
+                        "an identity column"
+                    }
+                ),
+            });
+        }
         let default = row
             .try_get::<Option<String>, _>("dflt")?
             .and_then(|raw| normalize_default(&raw, &ty));

@@ -49,6 +49,8 @@ pub async fn sqlite(
             continue;
         }
         let sql: Option<String> = row.try_get("sql")?;
+        super::unrepresentable::refuse_sqlite(conn, &name, sql.as_deref().unwrap_or_default())
+            .await?;
         let parsed = parse_create_table(sql.as_deref().unwrap_or_default());
         let mut table = Table::new(&name);
         read_columns(conn, &mut table).await?;

@@ -18,11 +18,14 @@ pub(super) fn render(op: &Operation, before: &Schema) -> Vec<String> {
     match op {
         Operation::CreateTable(table) => create_table_statements(table, PG),
         Operation::DropTable { name } => vec![format!("DROP TABLE {}", quote_ident(name))],
-        Operation::RenameTable { from, to } => vec![format!(
-            "ALTER TABLE {} RENAME TO {}",
-            quote_ident(from),
-            quote_ident(to)
-        )],
+        Operation::RenameTable { from, to } => vec![
+            format!(
+                "ALTER TABLE {} RENAME TO {}",
+                quote_ident(from),
+                quote_ident(to)
+            ),
+            primary_key_follows(from, to),
+        ],
         Operation::AddColumn { table, column } => {
             let mut statements = vec![format!(
                 "ALTER TABLE {} ADD COLUMN {}",
@@ -71,7 +74,17 @@ pub(super) fn render(op: &Operation, before: &Schema) -> Vec<String> {
         Operation::AddUnique { table, unique } => {
             vec![add_constraint(table, &unique_clause(unique))]
         }
-        Operation::AddCheck { table, check } => vec![add_constraint(table, &check_clause(check))],
+        // Added NOT VALID, then validated: the add itself scans nothing, and VALIDATE reads
+        // the rows under SHARE UPDATE EXCLUSIVE. Inside one transaction the add's lock is
+        // still held until commit; a step run outside the transaction gains the difference.
+        Operation::AddCheck { table, check } => vec![
+            format!("{} NOT VALID", add_constraint(table, &check_clause(check))),
+            format!(
+                "ALTER TABLE {} VALIDATE CONSTRAINT {}",
+                quote_ident(table),
+                quote_ident(&check.name)
+            ),
+        ],
         Operation::DropForeignKey { table, name }
         | Operation::DropUnique { table, name }
         | Operation::DropCheck { table, name } => vec![format!(
@@ -79,12 +92,40 @@ pub(super) fn render(op: &Operation, before: &Schema) -> Vec<String> {
             quote_ident(table),
             quote_ident(name)
         )],
+        Operation::RenameIndex { from, to, .. } => vec![format!(
+            "ALTER INDEX {} RENAME TO {}",
+            quote_ident(from),
+            quote_ident(to)
+        )],
+        Operation::RenameConstraint { table, from, to } => vec![format!(
+            "ALTER TABLE {} RENAME CONSTRAINT {} TO {}",
+            quote_ident(table),
+            quote_ident(from),
+            quote_ident(to)
+        )],
         Operation::SetTableComment { table, comment } => {
             vec![table_comment(table, comment.as_deref())]
         }
         Operation::RawSql { up, .. } => raw_sql(&up.postgres),
         Operation::Data(step) => vec![data_step_comment(&step.name)],
     }
+}
+
+/// Renames the primary key PostgreSQL named after the table (`<from>_pkey`) to `<to>_pkey`,
+/// when it has that name: the model holds no primary key names, so a key named otherwise (or
+/// cut to 63 bytes) is left as it is.
+fn primary_key_follows(from: &str, to: &str) -> String {
+    let old = format!("{from}_pkey");
+    format!(
+        "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = {}::regclass \
+         AND contype = 'p' AND conname = {}) THEN ALTER TABLE {} RENAME CONSTRAINT {} TO {}; \
+         END IF; END $$",
+        quote_literal(&quote_ident(to)),
+        quote_literal(&old),
+        quote_ident(to),
+        quote_ident(&old),
+        quote_ident(&format!("{to}_pkey"))
+    )
 }
 
 /// `ALTER TABLE "t" ADD <constraint>`.
@@ -273,7 +314,13 @@ mod tests {
                 },
                 &s
             ),
-            ["ALTER TABLE \"book\" RENAME TO \"volume\""]
+            [
+                "ALTER TABLE \"book\" RENAME TO \"volume\"",
+                "DO $$ BEGIN IF EXISTS (SELECT 1 FROM pg_constraint WHERE conrelid = \
+                 '\"volume\"'::regclass AND contype = 'p' AND conname = 'book_pkey') THEN \
+                 ALTER TABLE \"volume\" RENAME CONSTRAINT \"book_pkey\" TO \"volume_pkey\"; \
+                 END IF; END $$",
+            ]
         );
         assert_eq!(
             pg(
@@ -465,16 +512,6 @@ mod tests {
                  UNIQUE (\"author_id\", \"title\")",
             ),
             (
-                Operation::AddCheck {
-                    table: table(),
-                    check: Check {
-                        name: "book_title_check".into(),
-                        expr: "title <> ''".into(),
-                    },
-                },
-                "ALTER TABLE \"book\" ADD CONSTRAINT \"book_title_check\" CHECK (title <> '')",
-            ),
-            (
                 Operation::DropUnique {
                     table: table(),
                     name: "book_title_key".into(),
@@ -492,6 +529,21 @@ mod tests {
         for (op, sql) in cases {
             assert_eq!(pg(&op, &s), [sql], "{op}");
         }
+        // A check on an existing table: added NOT VALID, then validated.
+        let add_check = Operation::AddCheck {
+            table: table(),
+            check: Check {
+                name: "book_title_check".into(),
+                expr: "title <> ''".into(),
+            },
+        };
+        assert_eq!(
+            pg(&add_check, &s),
+            [
+                "ALTER TABLE \"book\" ADD CONSTRAINT \"book_title_check\" CHECK (title <> '') NOT VALID",
+                "ALTER TABLE \"book\" VALIDATE CONSTRAINT \"book_title_check\"",
+            ]
+        );
         let mut with_fk = s.clone();
         let add = Operation::AddForeignKey {
             table: table(),
@@ -688,8 +740,9 @@ mod tests {
             constraints,
             vec![
                 "book_author_title_key".to_string(),
-                "book_pkey".into(),
                 "book_title_check".into(),
+                // The primary key PostgreSQL named after the table follows the rename.
+                "volume_pkey".into(),
             ],
         )?;
         // The default of the dropped-and-reset type change is the new one.

@@ -45,6 +45,8 @@ pub(super) fn needs_rebuild(op: &Operation, before: &Schema) -> bool {
         | Operation::DropUnique { .. }
         | Operation::AddCheck { .. }
         | Operation::DropCheck { .. } => true,
+        // Constraint names live in the CREATE TABLE text, which only a rebuild rewrites.
+        Operation::RenameConstraint { .. } => true,
         _ => false,
     }
 }
@@ -91,6 +93,17 @@ pub(super) fn render(op: &Operation, before: &Schema, after: &Schema) -> Vec<Str
         )],
         Operation::CreateIndex { table, index } => vec![create_index_sql(table, index)],
         Operation::DropIndex { name, .. } => vec![format!("DROP INDEX {}", quote_ident(name))],
+        // SQLite has no ALTER INDEX: the index is made again under its new name.
+        Operation::RenameIndex { table, from, to } => {
+            match after.table(table).and_then(|t| t.indexes.get(to)) {
+                Some(index) => vec![
+                    format!("DROP INDEX {}", quote_ident(from)),
+                    create_index_sql(table, index),
+                ],
+                // Unreachable: render checked that the operation fits.
+                None => Vec::new(),
+            }
+        }
         Operation::RawSql { up, .. } => raw_sql(&up.sqlite),
         Operation::Data(step) => vec![data_step_comment(&step.name)],
         // A comment-only AlterColumn and SetTableComment: SQLite keeps no comments. The
@@ -103,7 +116,8 @@ pub(super) fn render(op: &Operation, before: &Schema, after: &Schema) -> Vec<Str
         | Operation::AddUnique { .. }
         | Operation::DropUnique { .. }
         | Operation::AddCheck { .. }
-        | Operation::DropCheck { .. } => Vec::new(),
+        | Operation::DropCheck { .. }
+        | Operation::RenameConstraint { .. } => Vec::new(),
     }
 }
 

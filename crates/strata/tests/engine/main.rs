@@ -6,6 +6,7 @@ mod adopt;
 mod production;
 mod lossless;
 mod rebuilds;
+mod fidelity;
 mod runner;
 mod support;
 mod writer_roundtrip;

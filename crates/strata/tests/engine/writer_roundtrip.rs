@@ -303,6 +303,16 @@ fn sample_operations() -> Vec<Operation> {
             table: s("task"),
             name: s("ck_todo_old"),
         },
+        Operation::RenameIndex {
+            table: s("task"),
+            from: s("ix_todo_headline"),
+            to: s("ix_task_headline"),
+        },
+        Operation::RenameConstraint {
+            table: s("task"),
+            from: s("fk_todo_role_id_role"),
+            to: s("fk_task_role_id_role"),
+        },
         Operation::SetTableComment {
             table: s("task"),
             comment: Some(s("Things to do\nand \"why\" \\o/")),

@@ -114,6 +114,8 @@ pub fn migration() -> Migration {
         drop_unique("task", "uq_todo_old"),
         add_check("task", "ck_task_headline", "char_length(headline) > 0"),
         drop_check("task", "ck_todo_old"),
+        rename_index("task", "ix_todo_headline", "ix_task_headline"),
+        rename_constraint("task", "fk_todo_role_id_role", "fk_task_role_id_role"),
         set_table_comment("task", Some("Things to do\nand \"why\" \\o/")),
         set_table_comment("role", None),
         raw_sql(DialectSql::both(
