@@ -14,6 +14,7 @@
 pub mod adopt;
 pub mod autodetect;
 mod builders;
+pub mod checksum;
 pub mod introspect;
 pub mod lint;
 pub mod migration;
@@ -24,6 +25,7 @@ pub mod render;
 pub mod runner;
 pub mod schema;
 pub mod state;
+pub mod stored;
 #[cfg(test)]
 pub mod testing;
 pub mod writer;

@@ -14,7 +14,7 @@
 //! transaction (the pragma is ignored inside one) and checks `PRAGMA foreign_key_check` before
 //! committing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -110,10 +110,22 @@ pub enum RunError {
         message: String,
         error: Box<RenderError>,
     },
+    /// `differences` are lines of [`crate::checksum::differences`] (none when the database
+    /// holds no canonical form of what was applied).
     #[error(
-        "migration {revision} ({message}) changed after it was applied; restore the file or make a new migration"
+        "migration {revision} ({message}) changed after it was applied; restore the file, make a new migration, or accept the edit with `repair {revision}`{}",
+        show_differences(differences)
     )]
-    ChecksumMismatch { revision: String, message: String },
+    ChecksumMismatch {
+        revision: String,
+        message: String,
+        differences: Vec<String>,
+    },
+    #[error("revision {0} is not applied to this database")]
+    NotApplied(String),
+    /// A revision this binary does not know, whose downgrade is not stored as SQL.
+    #[error("{reason}")]
+    NoStoredDowngrade { revision: String, reason: String },
     #[error(
         "migration {revision} ({message}) failed at `{statement}`: {error}; the database stays at the previous revision"
     )]
@@ -156,6 +168,18 @@ pub enum RunError {
     Introspect(#[from] crate::introspect::IntrospectError),
     #[error("database error: {0}")]
     Db(#[from] sqlx::Error),
+}
+
+fn show_differences(differences: &[String]) -> String {
+    if differences.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(". What differs (- as applied, + the file now):");
+    for line in differences {
+        out.push_str("\n  ");
+        out.push_str(line);
+    }
+    out
 }
 
 /// One step of a planned migration.
@@ -247,7 +271,7 @@ pub fn version_table_sql(dialect: Dialect, table: &str) -> String {
         Dialect::Sqlite => "text NOT NULL DEFAULT CURRENT_TIMESTAMP",
     };
     format!(
-        "CREATE TABLE IF NOT EXISTS {} (version_num varchar(32) NOT NULL PRIMARY KEY, checksum varchar(64) NOT NULL, applied_at {applied_at})",
+        "CREATE TABLE IF NOT EXISTS {} (version_num varchar(32) NOT NULL PRIMARY KEY, checksum varchar(64) NOT NULL, applied_at {applied_at}, parents text, message text, canonical text, downgrade_sql text, downgrade_note text)",
         quote(table)
     )
 }
@@ -308,14 +332,10 @@ pub fn plan_migration(
             error,
         })?;
     }
-    let checksum = migration.checksum();
+    let checksum = crate::checksum::current(migration);
     let version_sql = match direction {
-        Direction::Up => format!(
-            "INSERT INTO {} (version_num, checksum) VALUES ({}, {})",
-            quote(version_table),
-            sql_string(&migration.revision),
-            sql_string(&checksum)
-        ),
+        // The row keeps the downgrade too, for a binary that will not know this revision.
+        Direction::Up => crate::stored::insert_sql(history, migration, dialect, version_table),
         Direction::Down => format!(
             "DELETE FROM {} WHERE version_num = {}",
             quote(version_table),
@@ -497,10 +517,11 @@ pub fn verify_checksums(history: &History, applied: &[AppliedRevision]) -> Resul
     history.check_applied(&applied_set)?;
     for row in applied {
         let migration = history.get(&row.revision)?;
-        if migration.checksum() != row.checksum {
+        if !crate::checksum::verifies(&row.checksum, migration) {
             return Err(RunError::ChecksumMismatch {
                 revision: migration.revision.clone(),
                 message: migration.message.clone(),
+                differences: Vec::new(),
             });
         }
     }
@@ -545,19 +566,29 @@ async fn run_locked(
     let dialect = conn.dialect();
     conn.execute(&version_table_sql(dialect, version_table))
         .await?;
-    let rows = applied(conn, version_table).await?;
-    verify_checksums(history, &rows)?;
+    crate::stored::ensure_columns(conn, version_table).await?;
+    // Revisions a newer release applied are undone first, with the SQL stored beside them.
+    let (mut done, target) = match direction {
+        Direction::Down => {
+            crate::stored::undo_unknown(conn, history, version_table, target, on_event).await?
+        }
+        Direction::Up => (Vec::new(), Some(target.to_string())),
+    };
+    let Some(target) = target else {
+        return Ok(done);
+    };
+    let rows = crate::stored::read(conn, version_table).await?;
+    crate::stored::verify(history, &rows)?;
     let applied_set: BTreeSet<String> = rows.into_iter().map(|r| r.revision).collect();
     let plan = Plan::new(
         history,
         &applied_set,
         direction,
-        target,
+        &target,
         dialect,
         version_table,
     )?;
     on_event(Event::Planned { plan: &plan });
-    let mut done = Vec::new();
     for m in &plan.migrations {
         if run_one(conn, &plan, m, on_event).await? {
             done.push(m.revision.clone());
@@ -567,7 +598,7 @@ async fn run_locked(
 }
 
 /// Runs one migration in its transaction; false when another process already did it.
-async fn run_one(
+pub(crate) async fn run_one(
     conn: &mut Conn,
     plan: &Plan,
     m: &PlannedMigration,
@@ -673,26 +704,21 @@ pub async fn stamp(
     let dialect = conn.dialect();
     conn.execute(&version_table_sql(dialect, version_table))
         .await?;
+    crate::stored::ensure_columns(conn, version_table).await?;
     conn.execute(begin_sql(dialect)).await?;
     let result = async {
         conn.execute(&format!("DELETE FROM {}", quote(version_table)))
             .await?;
-        let checksums: BTreeMap<&str, String> = history
+        for m in history
             .migrations()
             .iter()
-            .map(|m| (m.revision.as_str(), m.checksum()))
-            .collect();
-        for rev in history
-            .migrations()
-            .iter()
-            .map(|m| m.revision.as_str())
-            .filter(|r| revisions.contains(*r))
+            .filter(|m| revisions.contains(&m.revision))
         {
-            conn.execute(&format!(
-                "INSERT INTO {} (version_num, checksum) VALUES ({}, {})",
-                quote(version_table),
-                sql_string(rev),
-                sql_string(&checksums[rev])
+            conn.execute(&crate::stored::insert_sql(
+                history,
+                m,
+                dialect,
+                version_table,
             ))
             .await?;
         }

@@ -44,7 +44,7 @@ pub enum HistoryError {
     #[error("{0:?} is not a revision, head, heads, base, +N or -N")]
     BadTarget(String),
     #[error(
-        "the database is at revision {0}, which no migration file knows; restore the file or stamp the database"
+        "the database is at revision {0}, which this binary does not know (applied by a newer release, or its file was removed); run the release that has it, or downgrade below it (the SQL stored when it was applied undoes it)"
     )]
     UnknownApplied(String),
 }

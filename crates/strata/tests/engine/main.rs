@@ -3,6 +3,7 @@
 //! writer's golden files.
 
 mod adopt;
+mod history_table;
 mod runner;
 mod support;
 mod writer_roundtrip;
