@@ -16,7 +16,8 @@ use strata::{Dialect, lint};
 pub use strata::adopt::{AdoptError, AdoptionPlan, AdoptionRecord};
 pub use strata::autodetect::{NoRenames, RenameCandidate, RenamePolicy};
 pub use strata::lint::Warning as LintWarning;
-pub use strata::migrator::{CheckReport, Status};
+pub use strata::migrator::{CheckReport, Repair, Status};
+pub use strata::stored::{StoredDowngrade, StoredRevision};
 pub use strata::runner::Event;
 pub use strata::state::Direction;
 
@@ -51,6 +52,11 @@ pub enum MigrateError {
         path.display()
     )]
     StaleBinary { path: PathBuf, revision: String },
+    /// The binary holds a migration the files no longer list, or whose file is gone.
+    #[error(
+        "this binary contains revision {revision}, {why}; rebuild (cargo build) so the binary matches the files, and run the command again"
+    )]
+    StaleFiles { revision: String, why: String },
     #[error("{0}")]
     Refused(String),
 }
@@ -64,6 +70,23 @@ impl From<RunError> for MigrateError {
                 record.revision,
                 record.backup.as_deref().unwrap_or("FILE")
             )),
+            RunError::ChecksumMismatch {
+                revision,
+                message,
+                differences,
+            } => {
+                let mut text = format!(
+                    "migration {revision} ({message}) changed after it was applied; restore the file, make a new migration, or accept the edit with `app database repair {revision}`"
+                );
+                if !differences.is_empty() {
+                    text.push_str(". What differs (- as applied, + the file now):");
+                    for line in differences {
+                        text.push_str("\n  ");
+                        text.push_str(&line);
+                    }
+                }
+                MigrateError::Refused(text)
+            }
             other => MigrateError::Run(other),
         }
     }
@@ -212,6 +235,39 @@ pub async fn check(
     Ok(migrator.check(&mut conn, &target()).await?)
 }
 
+/// Every row of the version table with what is stored beside it (for revisions a newer
+/// release applied: their message and whether their downgrade is stored).
+pub async fn stored(
+    db: &Database,
+    settings: &DatabaseSettings,
+) -> Result<Vec<StoredRevision>, MigrateError> {
+    let migrator = migrator(settings)?;
+    let mut conn = connection(db).await?;
+    Ok(migrator.stored(&mut conn).await?)
+}
+
+/// What `repair` would rewrite (see [`Migrator::plan_repair`]).
+pub async fn plan_repair(
+    db: &Database,
+    settings: &DatabaseSettings,
+    revision: Option<&str>,
+) -> Result<Vec<Repair>, MigrateError> {
+    let migrator = migrator(settings)?;
+    let mut conn = connection(db).await?;
+    Ok(migrator.plan_repair(&mut conn, revision).await?)
+}
+
+/// Rewrites the stored checksums (and stored downgrades) of `revisions` to the files' ones.
+pub async fn repair(
+    db: &Database,
+    settings: &DatabaseSettings,
+    revisions: &[String],
+) -> Result<Vec<String>, MigrateError> {
+    let migrator = migrator(settings)?;
+    let mut conn = connection(db).await?;
+    Ok(migrator.repair(&mut conn, revisions).await?)
+}
+
 /// Plans the adoption of the Python service's database (refusing what cannot be bridged).
 pub async fn plan_adoption(
     db: &Database,
@@ -275,6 +331,7 @@ pub fn make_migration(
         Some(text) => {
             let registry = strata::writer::Registry::parse(&text)?;
             ensure_binary_is_current(&history, &registry, &registry_path)?;
+            ensure_files_are_current(&history, &registry, dir)?;
             registry
         }
         None => strata::writer::Registry::new(),
@@ -342,6 +399,49 @@ fn read_optional(path: &Path) -> Result<Option<String>, MigrateError> {
             source,
         }),
     }
+}
+
+/// Refuses to work with a binary that does not match the migration files, both ways: the
+/// files list a revision the binary lacks (made or pulled since the build), or the binary holds
+/// one the files no longer list or whose file is gone. Without the registry (a deployed binary
+/// with no sources beside it) there is nothing to compare with.
+pub fn ensure_binary_matches_files(settings: &DatabaseSettings) -> Result<(), MigrateError> {
+    let dir = &settings.migration_path;
+    let registry_path = dir.join("mod.rs");
+    let Some(text) = read_optional(&registry_path)? else {
+        return Ok(());
+    };
+    let registry = strata::writer::Registry::parse(&text)?;
+    let history = history()?;
+    ensure_binary_is_current(&history, &registry, &registry_path)?;
+    ensure_files_are_current(&history, &registry, dir)
+}
+
+/// The other direction of [`ensure_binary_is_current`]: every migration of the binary is
+/// listed and its file is on disk.
+fn ensure_files_are_current(
+    history: &History,
+    registry: &strata::writer::Registry,
+    dir: &Path,
+) -> Result<(), MigrateError> {
+    for m in history.migrations() {
+        match registry.entries().iter().find(|e| e.revision == m.revision) {
+            None => {
+                return Err(MigrateError::StaleFiles {
+                    revision: m.revision.clone(),
+                    why: format!("which {} does not list", dir.join("mod.rs").display()),
+                });
+            }
+            Some(entry) if !dir.join(&entry.file_name).is_file() => {
+                return Err(MigrateError::StaleFiles {
+                    revision: m.revision.clone(),
+                    why: format!("whose file {} is gone", dir.join(&entry.file_name).display()),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
 }
 
 /// Refuses to diff against a history older than the files on disk: the new migration would

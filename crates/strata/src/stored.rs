@@ -154,7 +154,8 @@ pub fn update_sql(
 /// idempotent on its own, so two processes racing here both end with the same table.
 pub async fn ensure_columns(conn: &mut Conn, table: &str) -> Result<(), sqlx::Error> {
     let present = columns(conn, table).await?;
-    if present.is_empty() {
+    // Missing, or another tool's table (adopted first): nothing of the engine's to extend.
+    if !present.iter().any(|c| c == "checksum") {
         return Ok(());
     }
     let quoted = render::quote_ident(table);

@@ -101,6 +101,19 @@ pub enum DatabaseCommand {
         #[arg(long, value_enum, default_value_t = Format::Text)]
         format: Format,
     },
+    /// Accept migrations edited after they were applied: show, per applied revision whose file
+    /// no longer matches its checksum, what differs, then rewrite the stored checksum (and the
+    /// downgrade SQL stored beside it) to the file's current ones. Nothing in the schema is
+    /// changed: make the database match the edit first. Asks on a terminal; elsewhere needs
+    /// --yes.
+    Repair {
+        /// Only this revision (or unique prefix); with it, also refresh a revision whose checksum
+        /// matches (its stored downgrade SQL, message and parents).
+        revision: Option<String>,
+        /// Rewrite without asking.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Diagnose the database: connection, pool settings, schema revision and drift, and
     /// backend checks (SQLite integrity, foreign keys, journal mode; PostgreSQL sizes, unused
     /// indexes, slow statements, long sessions). Exits 1 when any finding fails.
@@ -225,6 +238,8 @@ pub async fn run(command: DatabaseCommand, settings: &Settings) -> Result<(), Cl
                     report.bytes
                 );
             }
+            // A binary older or newer than the files would report "already at head".
+            migrate::ensure_binary_matches_files(db_settings)?;
             migrate_online(settings, Direction::Up, &target).await
         }
         DatabaseCommand::Downgrade { target, sql: false } => {
@@ -236,6 +251,9 @@ pub async fn run(command: DatabaseCommand, settings: &Settings) -> Result<(), Cl
         DatabaseCommand::Show { revision, format } => show(settings, &revision, format),
         DatabaseCommand::Stamp { revision } => stamp(settings, &revision).await,
         DatabaseCommand::Check { format } => check(settings, format).await,
+        DatabaseCommand::Repair { revision, yes } => {
+            repair(settings, revision.as_deref(), yes).await
+        }
         DatabaseCommand::Doctor { format } => doctor(settings, format).await,
         DatabaseCommand::Adopt(args) => super::adopt::adopt(settings, args).await,
         DatabaseCommand::Backup { output, format } => {
@@ -495,8 +513,14 @@ async fn current(settings: &Settings, format: Format) -> Result<(), CliError> {
                 };
                 println!("{rev}{head} {message}");
             }
-            for rev in &status.unknown {
-                println!("{rev} (unknown to this binary)");
+            if !status.unknown.is_empty() {
+                let db = connect_for_tooling(&settings.database).await?;
+                let stored = migrate::stored(&db, &settings.database).await;
+                db.close().await;
+                let stored = stored.unwrap_or_default();
+                for rev in &status.unknown {
+                    println!("{}", newer_release_line(rev, &stored));
+                }
             }
             if !status.pending.is_empty() {
                 println!(
@@ -511,6 +535,23 @@ async fn current(settings: &Settings, format: Format) -> Result<(), CliError> {
         }
     }
     Ok(())
+}
+
+/// How `current` and `history` show a revision this binary does not know.
+fn newer_release_line(revision: &str, stored: &[migrate::StoredRevision]) -> String {
+    let row = stored.iter().find(|r| r.revision == revision);
+    let message = row
+        .and_then(|r| r.message.clone())
+        .map(|m| format!(" {m}"))
+        .unwrap_or_default();
+    let undo = match row.map(|r| &r.downgrade) {
+        Some(migrate::StoredDowngrade::Sql(_)) => "`downgrade` undoes it with its stored SQL",
+        Some(migrate::StoredDowngrade::Note(_)) => {
+            "its downgrade runs Rust code or cannot be undone: downgrade with the release that applied it"
+        }
+        _ => "no downgrade stored: downgrade with the release that applied it",
+    };
+    format!("{revision}{message} (applied by a newer release, unknown to this binary; {undo})")
 }
 
 /// One line on where an adopted database came from.
@@ -532,10 +573,19 @@ fn adoption_line(record: &AdoptionRecord) -> String {
 async fn history(settings: &Settings, verbose: bool, format: Format) -> Result<(), CliError> {
     let history = migrate::history()?;
     // History needs no database; show what is applied (and an adoption) when one answers.
-    let (applied, adoption): (Vec<String>, Option<AdoptionRecord>) =
-        match connect_for_tooling(&settings.database).await {
+    let (applied, adoption, stored): (
+        Vec<String>,
+        Option<AdoptionRecord>,
+        Vec<migrate::StoredRevision>,
+    ) = match connect_for_tooling(&settings.database).await {
             Ok(db) => {
                 let status = migrate::status(&db, &settings.database).await.ok();
+                let stored = match &status {
+                    Some(s) if !s.unknown.is_empty() => migrate::stored(&db, &settings.database)
+                        .await
+                        .unwrap_or_default(),
+                    _ => Vec::new(),
+                };
                 let adoption = migrate::adoption(&db, &settings.database)
                     .await
                     .ok()
@@ -544,10 +594,15 @@ async fn history(settings: &Settings, verbose: bool, format: Format) -> Result<(
                 let applied = status
                     .map(|s| s.applied.into_iter().map(|r| r.revision).collect())
                     .unwrap_or_default();
-                (applied, adoption)
+                (applied, adoption, stored)
             }
-            Err(_) => (Vec::new(), None),
+            Err(_) => (Vec::new(), None, Vec::new()),
         };
+    // Applied revisions no migration of this binary has: a newer release applied them.
+    let newer: Vec<&migrate::StoredRevision> = stored
+        .iter()
+        .filter(|r| !strata::stored::is_known(&history, &r.revision))
+        .collect();
     let heads = history.heads();
     match format {
         Format::Json => {
@@ -569,12 +624,29 @@ async fn history(settings: &Settings, verbose: bool, format: Format) -> Result<(
                     })
                 })
                 .collect();
-            match &adoption {
-                Some(record) => print_json(&serde_json::json!({
+            let newer: Vec<serde_json::Value> = newer
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "revision": r.revision,
+                        "parents": r.parents,
+                        "message": r.message,
+                        "appliedAt": r.applied_at,
+                        "downgradeStored": matches!(r.downgrade, migrate::StoredDowngrade::Sql(_)),
+                    })
+                })
+                .collect();
+            match (&adoption, newer.is_empty()) {
+                (Some(record), _) => print_json(&serde_json::json!({
                     "migrations": items,
                     "adoption": record,
+                    "appliedByNewerRelease": newer,
                 })),
-                None => print_json(&items),
+                (None, false) => print_json(&serde_json::json!({
+                    "migrations": items,
+                    "appliedByNewerRelease": newer,
+                })),
+                (None, true) => print_json(&items),
             }
         }
         Format::Text => {
@@ -609,6 +681,16 @@ async fn history(settings: &Settings, verbose: bool, format: Format) -> Result<(
                     ]
                 })
                 .collect();
+            let mut rows = rows;
+            rows.extend(newer.iter().map(|r| {
+                vec![
+                    r.revision.clone(),
+                    r.parents.join(","),
+                    String::new(),
+                    "applied by a newer release".to_string(),
+                    r.message.clone().unwrap_or_default(),
+                ]
+            }));
             print_table(
                 &["revision", "parents", "created", "state", "message"],
                 &rows,
@@ -776,13 +858,67 @@ async fn check(settings: &Settings, format: Format) -> Result<(), CliError> {
             }
         }
     }
-    if report.is_clean() {
-        Ok(())
-    } else {
+    if !report.is_clean() {
         Err(CliError::Drift(
             report.database_drift.len() + report.model_drift.len(),
         ))
+    } else if !report.pending.is_empty() {
+        // As `alembic check`: a database behind head is not ready for this release.
+        Err(CliError::Behind(report.pending.len()))
+    } else {
+        Ok(())
     }
+}
+
+async fn repair(settings: &Settings, revision: Option<&str>, yes: bool) -> Result<(), CliError> {
+    let db_settings = &settings.database;
+    let db = connect_for_tooling(db_settings).await?;
+    let result = async {
+        let plan = migrate::plan_repair(&db, db_settings, revision).await?;
+        if plan.is_empty() {
+            println!("Nothing to repair: every applied migration matches its file.");
+            return Ok(());
+        }
+        for r in &plan {
+            if r.checksum_changed {
+                println!(
+                    "{} ({}) changed after it was applied (- as applied, + the file now):",
+                    r.revision, r.message
+                );
+                for line in &r.differences {
+                    println!("  {line}");
+                }
+            } else {
+                println!(
+                    "{} ({}) matches its file; its stored downgrade, message and parents are refreshed",
+                    r.revision, r.message
+                );
+            }
+        }
+        if !yes {
+            if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
+                return Err(CliError::Usage(
+                    "repair rewrites the version table: pass --yes to accept (there is no terminal to ask on); nothing was changed".into(),
+                ));
+            }
+            eprint!(
+                "Record the files' current checksums for {} revision(s)? The schema is not changed. [y/N] ",
+                plan.len()
+            );
+            let mut answer = String::new();
+            std::io::stdin().read_line(&mut answer)?;
+            if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
+                return Err(CliError::Usage("repair cancelled; nothing was changed".into()));
+            }
+        }
+        let revisions: Vec<String> = plan.iter().map(|r| r.revision.clone()).collect();
+        let done = migrate::repair(&db, db_settings, &revisions).await?;
+        println!("Repaired {} revision(s): {}", done.len(), done.join(", "));
+        Ok(())
+    }
+    .await;
+    db.close().await;
+    result
 }
 
 async fn doctor(settings: &Settings, format: Format) -> Result<(), CliError> {

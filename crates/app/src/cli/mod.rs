@@ -90,6 +90,8 @@ pub enum CliError {
     Usage(String),
     #[error("check found {0} difference(s)")]
     Drift(usize),
+    #[error("the database is {0} revision(s) behind head: run `app database upgrade`")]
+    Behind(usize),
     #[error("doctor found {0} failing check(s)")]
     Doctor(usize),
     #[error(transparent)]

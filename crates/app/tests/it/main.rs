@@ -5,6 +5,7 @@ mod adopt;
 mod api;
 mod backup;
 mod cli;
+mod deploys;
 mod config;
 mod doctor;
 mod entities;
