@@ -27,6 +27,12 @@ pub fn canonical_text(migration: &Migration) -> String {
         "parents: {}",
         serde_json::to_string(&migration.parents).unwrap_or_default()
     )];
+    if !migration.replaces.is_empty() {
+        lines.push(format!(
+            "replaces: {}",
+            serde_json::to_string(&migration.replaces).unwrap_or_default()
+        ));
+    }
     for op in &migration.operations {
         lines.push(format!("upgrade: {}", canonical_json(op)));
     }

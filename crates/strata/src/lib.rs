@@ -24,6 +24,7 @@ pub mod prelude;
 pub mod render;
 pub mod runner;
 pub mod schema;
+pub mod squash;
 pub mod state;
 pub mod stored;
 #[cfg(test)]

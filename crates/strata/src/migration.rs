@@ -18,6 +18,9 @@ pub struct Migration {
     pub operations: Vec<Operation>,
     /// Hand-written downgrade; `None` derives it from the operations.
     pub downgrade: Option<Vec<Operation>>,
+    /// For a squash: the chain of revisions (oldest first) it stands for. See
+    /// [`crate::squash`]; empty for every other migration.
+    pub replaces: Vec<String>,
 }
 
 impl Migration {
@@ -29,6 +32,7 @@ impl Migration {
             created: created.to_string(),
             operations: Vec::new(),
             downgrade: None,
+            replaces: Vec::new(),
         }
     }
 
@@ -41,6 +45,12 @@ impl Migration {
     /// Builder: a hand-written downgrade, run in the order given.
     pub fn downgrade(mut self, operations: Vec<Operation>) -> Self {
         self.downgrade = Some(operations);
+        self
+    }
+
+    /// Builder: the revisions this squash stands for, oldest first.
+    pub fn replaces(mut self, revisions: &[&str]) -> Self {
+        self.replaces = revisions.iter().map(|r| (*r).to_string()).collect();
         self
     }
 

@@ -369,10 +369,16 @@ impl Plan {
             Direction::Up => history.plan_upgrade(applied, target)?,
             Direction::Down => history.plan_downgrade(applied, target)?,
         };
-        let migrations = chosen
-            .into_iter()
-            .map(|m| plan_migration(history, m, direction, dialect, version_table))
-            .collect::<Result<_, _>>()?;
+        let migrations = match direction {
+            // A chain that runs whole on this database may run as its squash.
+            Direction::Up => {
+                crate::squash::plan_up(history, applied, chosen, dialect, version_table)?
+            }
+            Direction::Down => chosen
+                .into_iter()
+                .map(|m| plan_migration(history, m, direction, dialect, version_table))
+                .collect::<Result<_, _>>()?,
+        };
         Ok(Plan {
             dialect,
             version_table: version_table.to_string(),

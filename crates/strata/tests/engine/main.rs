@@ -5,5 +5,6 @@
 mod adopt;
 mod history_table;
 mod runner;
+mod squash;
 mod support;
 mod writer_roundtrip;
