@@ -59,6 +59,8 @@ pub enum MigrateError {
     StaleFiles { revision: String, why: String },
     #[error("{0}")]
     Refused(String),
+    #[error(transparent)]
+    Squash(#[from] strata::squash::SquashError),
 }
 
 impl From<RunError> for MigrateError {
@@ -390,7 +392,7 @@ pub fn make_migration(
     }))
 }
 
-fn read_optional(path: &Path) -> Result<Option<String>, MigrateError> {
+pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, MigrateError> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -419,7 +421,7 @@ pub fn ensure_binary_matches_files(settings: &DatabaseSettings) -> Result<(), Mi
 
 /// The other direction of [`ensure_binary_is_current`]: every migration of the binary is
 /// listed and its file is on disk.
-fn ensure_files_are_current(
+pub(crate) fn ensure_files_are_current(
     history: &History,
     registry: &strata::writer::Registry,
     dir: &Path,
@@ -446,7 +448,7 @@ fn ensure_files_are_current(
 
 /// Refuses to diff against a history older than the files on disk: the new migration would
 /// branch from a stale head.
-fn ensure_binary_is_current(
+pub(crate) fn ensure_binary_is_current(
     history: &History,
     registry: &strata::writer::Registry,
     path: &Path,
@@ -467,7 +469,7 @@ fn ensure_binary_is_current(
     Ok(())
 }
 
-fn write_new(path: &Path, text: &str) -> Result<(), MigrateError> {
+pub(crate) fn write_new(path: &Path, text: &str) -> Result<(), MigrateError> {
     use std::io::Write;
     let io = |source| MigrateError::Io {
         path: path.to_path_buf(),
@@ -481,7 +483,7 @@ fn write_new(path: &Path, text: &str) -> Result<(), MigrateError> {
     file.write_all(text.as_bytes()).map_err(io)
 }
 
-fn write_atomically(path: &Path, text: &str) -> Result<(), MigrateError> {
+pub(crate) fn write_atomically(path: &Path, text: &str) -> Result<(), MigrateError> {
     let io = |source| MigrateError::Io {
         path: path.to_path_buf(),
         source,

@@ -114,6 +114,20 @@ pub enum DatabaseCommand {
         #[arg(long)]
         yes: bool,
     },
+    /// Write one migration that stands for a chain: the migrations after FROM (default: from
+    /// the first) up to and including TO, as their net schema change, declaring
+    /// `.replaces(&[...])`. A new database runs it in place of the chain; a database partway
+    /// through the chain continues with the originals; one past it has nothing to do. Refuses a
+    /// chain with raw SQL, Rust data steps or hand-written downgrades. Keep the replaced files
+    /// while the squash is listed. Needs no database; rebuild afterwards.
+    Squash {
+        /// [FROM] TO: revisions (or unique prefixes); FROM may be base.
+        #[arg(num_args = 1..=2, required = true, value_names = ["FROM", "TO"])]
+        revisions: Vec<String>,
+        /// What the squash is, in a few words (it names the file) [default: squash FIRST to LAST].
+        #[arg(short, long)]
+        message: Option<String>,
+    },
     /// Diagnose the database: connection, pool settings, schema revision and drift, and
     /// backend checks (SQLite integrity, foreign keys, journal mode; PostgreSQL sizes, unused
     /// indexes, slow statements, long sessions). Exits 1 when any finding fails.
@@ -251,6 +265,33 @@ pub async fn run(command: DatabaseCommand, settings: &Settings) -> Result<(), Cl
         DatabaseCommand::Show { revision, format } => show(settings, &revision, format),
         DatabaseCommand::Stamp { revision } => stamp(settings, &revision).await,
         DatabaseCommand::Check { format } => check(settings, format).await,
+        DatabaseCommand::Squash { revisions, message } => {
+            let (from, to) = match revisions.as_slice() {
+                [to] => (None, to.as_str()),
+                [from, to] => (Some(from.as_str()), to.as_str()),
+                _ => return Err(CliError::Usage("squash takes [FROM] TO".into())),
+            };
+            let written = crate::squash::write(
+                &settings.database,
+                from,
+                to,
+                message.as_deref(),
+                chrono::Utc::now(),
+            )?;
+            println!(
+                "Wrote {} (revision {}), {}",
+                written.path.display(),
+                written.revision,
+                written.warnings.join("; ")
+            );
+            for op in &written.operations {
+                println!("  {op}");
+            }
+            println!(
+                "Rebuild (cargo build) so the binary contains it. New databases run it in place of the chain; keep the replaced files while it is listed."
+            );
+            Ok(())
+        }
         DatabaseCommand::Repair { revision, yes } => {
             repair(settings, revision.as_deref(), yes).await
         }

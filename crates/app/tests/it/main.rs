@@ -20,6 +20,7 @@ mod portable;
 mod restart;
 mod roles;
 mod shutdown;
+mod squash;
 mod tags;
 mod todos;
 mod user_cli;
