@@ -17,9 +17,9 @@ pub use strata::adopt::{AdoptError, AdoptionPlan, AdoptionRecord};
 pub use strata::autodetect::{NoRenames, RenameCandidate, RenamePolicy};
 pub use strata::lint::Warning as LintWarning;
 pub use strata::migrator::{CheckReport, Repair, Status};
-pub use strata::stored::{StoredDowngrade, StoredRevision};
 pub use strata::runner::Event;
 pub use strata::state::Direction;
+pub use strata::stored::{StoredDowngrade, StoredRevision};
 
 use crate::config::{Backend, DatabaseSettings};
 use crate::db::{Database, DbError};
@@ -437,7 +437,10 @@ pub(crate) fn ensure_files_are_current(
             Some(entry) if !dir.join(&entry.file_name).is_file() => {
                 return Err(MigrateError::StaleFiles {
                     revision: m.revision.clone(),
-                    why: format!("whose file {} is gone", dir.join(&entry.file_name).display()),
+                    why: format!(
+                        "whose file {} is gone",
+                        dir.join(&entry.file_name).display()
+                    ),
                 });
             }
             Some(_) => {}

@@ -171,7 +171,11 @@ mod tests {
         assert!(verifies(&m.checksum(), &m), "a v1 checksum still verifies");
         assert!(verifies(&current(&m), &m));
         assert!(current(&m).starts_with("v2:"));
-        assert_eq!(current(&m).len(), 64, "fits the version table's varchar(64)");
+        assert_eq!(
+            current(&m).len(),
+            64,
+            "fits the version table's varchar(64)"
+        );
         assert!(!verifies("v9:abc", &m));
         let mut other = m.clone();
         other.parents.clear();
@@ -181,7 +185,8 @@ mod tests {
 
     #[test]
     fn defaults_do_not_count_and_keys_are_sorted() {
-        let value = serde_json::json!({"b": 1, "a": {"x": null, "y": false, "z": []}, "c": [null, 2]});
+        let value =
+            serde_json::json!({"b": 1, "a": {"x": null, "y": false, "z": []}, "c": [null, 2]});
         assert_eq!(
             serde_json::to_string(&normalize(value).unwrap()).unwrap(),
             r#"{"b":1,"c":[null,2]}"#

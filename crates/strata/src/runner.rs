@@ -392,7 +392,12 @@ impl Plan {
         let mut out = String::new();
         if self.migrations.iter().any(|m| m.direction == Direction::Up) {
             out.push_str(&version_table_sql(self.dialect, &self.version_table));
-            out.push_str(";\n\n");
+            out.push_str(";\n");
+            out.push_str(&crate::stored::offline_columns_sql(
+                self.dialect,
+                &self.version_table,
+            ));
+            out.push('\n');
         }
         for m in &self.migrations {
             let arrow = match m.direction {

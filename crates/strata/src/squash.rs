@@ -28,7 +28,9 @@ use crate::{Dialect, checksum, stored};
 pub enum SquashError {
     #[error(transparent)]
     History(#[from] HistoryError),
-    #[error("there is nothing to squash between {from} and {to}: at least two migrations are needed")]
+    #[error(
+        "there is nothing to squash between {from} and {to}: at least two migrations are needed"
+    )]
     TooShort { from: String, to: String },
     #[error(
         "the migrations from {from} to {to} are not one chain: {revision} {why}; squash a stretch without branches or merges"
@@ -98,12 +100,16 @@ pub fn plan(history: &History, from: Option<&str>, to: &str) -> Result<SquashPla
             ));
         }
         if i == 0 && m.parents.iter().any(|p| !before.contains(p)) {
-            return Err(not_a_chain(&m.revision, "has a parent outside the range".into()));
+            return Err(not_a_chain(
+                &m.revision,
+                "has a parent outside the range".into(),
+            ));
         }
         if i + 1 < chain.len()
-            && let Some(other) = history.migrations().iter().find(|o| {
-                o.revision != chain[i + 1].revision && o.parents.contains(&m.revision)
-            })
+            && let Some(other) = history
+                .migrations()
+                .iter()
+                .find(|o| o.revision != chain[i + 1].revision && o.parents.contains(&m.revision))
         {
             return Err(not_a_chain(
                 &m.revision,

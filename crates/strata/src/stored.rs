@@ -192,6 +192,31 @@ pub async fn ensure_columns(conn: &mut Conn, table: &str) -> Result<(), sqlx::Er
     Ok(())
 }
 
+/// For `--sql`: what gives a version table of an earlier engine the columns of [`COLUMNS`]
+/// (online runs check first). PostgreSQL has `ADD COLUMN IF NOT EXISTS`; SQLite does not, so
+/// its script says what to run on such a table.
+pub fn offline_columns_sql(dialect: Dialect, table: &str) -> String {
+    let quoted = render::quote_ident(table);
+    match dialect {
+        Dialect::Postgres => format!(
+            "ALTER TABLE {quoted} {};\n",
+            COLUMNS
+                .iter()
+                .map(|c| format!("ADD COLUMN IF NOT EXISTS {c} text"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+        Dialect::Sqlite => format!(
+            "-- A version table made before these columns existed needs, once: {}\n",
+            COLUMNS
+                .iter()
+                .map(|c| format!("ALTER TABLE {quoted} ADD COLUMN {c} text;"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        ),
+    }
+}
+
 /// The version table's columns; empty when it does not exist.
 async fn columns(conn: &mut Conn, table: &str) -> Result<Vec<String>, sqlx::Error> {
     let sql = match conn.dialect() {
@@ -277,9 +302,7 @@ pub async fn read(conn: &mut Conn, table: &str) -> Result<Vec<StoredRevision>, s
 
 /// Whether `history` has a migration with exactly this revision.
 pub fn is_known(history: &History, revision: &str) -> bool {
-    history
-        .get(revision)
-        .is_ok_and(|m| m.revision == revision)
+    history.get(revision).is_ok_and(|m| m.revision == revision)
 }
 
 /// Splits a downgrade to `target` into the applied revisions this binary does not know,

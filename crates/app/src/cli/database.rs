@@ -619,26 +619,26 @@ async fn history(settings: &Settings, verbose: bool, format: Format) -> Result<(
         Option<AdoptionRecord>,
         Vec<migrate::StoredRevision>,
     ) = match connect_for_tooling(&settings.database).await {
-            Ok(db) => {
-                let status = migrate::status(&db, &settings.database).await.ok();
-                let stored = match &status {
-                    Some(s) if !s.unknown.is_empty() => migrate::stored(&db, &settings.database)
-                        .await
-                        .unwrap_or_default(),
-                    _ => Vec::new(),
-                };
-                let adoption = migrate::adoption(&db, &settings.database)
+        Ok(db) => {
+            let status = migrate::status(&db, &settings.database).await.ok();
+            let stored = match &status {
+                Some(s) if !s.unknown.is_empty() => migrate::stored(&db, &settings.database)
                     .await
-                    .ok()
-                    .flatten();
-                db.close().await;
-                let applied = status
-                    .map(|s| s.applied.into_iter().map(|r| r.revision).collect())
-                    .unwrap_or_default();
-                (applied, adoption, stored)
-            }
-            Err(_) => (Vec::new(), None, Vec::new()),
-        };
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            let adoption = migrate::adoption(&db, &settings.database)
+                .await
+                .ok()
+                .flatten();
+            db.close().await;
+            let applied = status
+                .map(|s| s.applied.into_iter().map(|r| r.revision).collect())
+                .unwrap_or_default();
+            (applied, adoption, stored)
+        }
+        Err(_) => (Vec::new(), None, Vec::new()),
+    };
     // Applied revisions no migration of this binary has: a newer release applied them.
     let newer: Vec<&migrate::StoredRevision> = stored
         .iter()

@@ -46,7 +46,11 @@ async fn check_fails_while_the_database_is_behind_head(kind: Kind) {
 }
 
 fn mark<'a>(cx: &'a mut DataContext<'_>) -> DataFuture<'a> {
-    Box::pin(async move { cx.execute("UPDATE newer_feature SET id = id").await.map(|_| ()) })
+    Box::pin(async move {
+        cx.execute("UPDATE newer_feature SET id = id")
+            .await
+            .map(|_| ())
+    })
 }
 
 /// The app's migrations and what a newer release adds on top: a table and an index, then (when
@@ -117,7 +121,12 @@ async fn an_older_binary_rolls_back_what_a_newer_release_applied(kind: Kind) {
         .run(&mut conn, Direction::Down, "-1", &mut |_| {})
         .await
         .unwrap();
-    let head = migrate::history().unwrap().head().unwrap().unwrap().to_string();
+    let head = migrate::history()
+        .unwrap()
+        .head()
+        .unwrap()
+        .unwrap()
+        .to_string();
     let out = succeeded(&run_app_on(&test_db.url, &["database", "downgrade", &head]));
     assert!(out.contains("aaaa00000001"), "{out}");
     succeeded(&run_app_on(&test_db.url, &["database", "check"]));
@@ -153,20 +162,36 @@ async fn an_edited_applied_migration_is_shown_and_repaired(kind: Kind) {
         "{line}"
     );
     let err = stderr(&out);
-    assert!(err.contains("- upgrade: {\"DropTable\":{\"name\":\"gone\"}}"), "{err}");
+    assert!(
+        err.contains("- upgrade: {\"DropTable\":{\"name\":\"gone\"}}"),
+        "{err}"
+    );
     assert!(err.contains("+ upgrade: "), "{err}");
 
     // Without a terminal, repair needs --yes and changes nothing.
     let dir = tempfile::tempdir().unwrap();
-    let vars = [("APP_ENV", "testing"), ("DATABASE_URL", test_db.url.as_str())];
+    let vars = [
+        ("APP_ENV", "testing"),
+        ("DATABASE_URL", test_db.url.as_str()),
+    ];
     let out = run_app(dir.path(), &["database", "repair"], &vars);
     let line = one_line_failure(&out, 2);
     assert!(line.contains("--yes"), "{line}");
     one_line_failure(&run_app_on(&test_db.url, &["database", "upgrade"]), 1);
 
-    let out = succeeded(&run_app(dir.path(), &["database", "repair", "--yes"], &vars));
-    assert!(out.contains("- upgrade: {\"DropTable\""), "shows what differs: {out}");
-    assert!(out.contains(&format!("Repaired 1 revision(s): {last}")), "{out}");
+    let out = succeeded(&run_app(
+        dir.path(),
+        &["database", "repair", "--yes"],
+        &vars,
+    ));
+    assert!(
+        out.contains("- upgrade: {\"DropTable\""),
+        "shows what differs: {out}"
+    );
+    assert!(
+        out.contains(&format!("Repaired 1 revision(s): {last}")),
+        "{out}"
+    );
     let out = succeeded(&run_app_on(&test_db.url, &["database", "upgrade"]));
     assert!(out.contains("Nothing to do"), "{out}");
     succeeded(&run_app_on(&test_db.url, &["database", "check"]));

@@ -44,13 +44,16 @@ async fn the_apps_chain_runs_as_its_squash(kind: Kind) {
         .run(&mut conn, Direction::Up, "head", &mut |_| {})
         .await
         .unwrap();
-    assert_eq!(done, [squash.clone()]);
+    assert_eq!(done.as_slice(), std::slice::from_ref(&squash));
     let report = migrator.check(&mut conn, &models).await.unwrap();
     assert!(report.is_clean() && report.pending.is_empty(), "{report:?}");
     let status = migrator.status(&mut conn).await.unwrap();
     assert_eq!(status.applied.len(), history.migrations().len());
     // The binary, which has no squash, sees a database at its head, and checks it clean.
-    let out = succeeded(&crate::helpers::run_app_on(&fresh.url, &["database", "check"]));
+    let out = succeeded(&crate::helpers::run_app_on(
+        &fresh.url,
+        &["database", "check"],
+    ));
     assert!(out.contains("database matches"), "{out}");
 
     // Partway: the originals continue.
@@ -110,7 +113,11 @@ fn squash_writes_a_listed_file_that_declares_what_it_replaces() {
     let last = revisions.last().unwrap();
     // One migration is no chain; a revision nobody has is named.
     let line = one_line_failure(
-        &run_app(cwd.path(), &["database", "squash", "base", &revisions[0]], &vars),
+        &run_app(
+            cwd.path(),
+            &["database", "squash", "base", &revisions[0]],
+            &vars,
+        ),
         1,
     );
     assert!(line.contains("at least two"), "{line}");
@@ -124,7 +131,10 @@ fn squash_writes_a_listed_file_that_declares_what_it_replaces() {
         &["database", "squash", last, "-m", "everything so far"],
         &vars,
     ));
-    assert!(out.contains(&format!("replaces {} migration(s)", revisions.len())), "{out}");
+    assert!(
+        out.contains(&format!("replaces {} migration(s)", revisions.len())),
+        "{out}"
+    );
     let written: Vec<std::path::PathBuf> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().path())
@@ -137,15 +147,27 @@ fn squash_writes_a_listed_file_that_declares_what_it_replaces() {
         .map(|r| format!("{r:?}"))
         .collect::<Vec<_>>()
         .join(", ");
-    assert!(source.contains(&format!(".replaces(&[{list}])")), "{source}");
+    assert!(
+        source.contains(&format!(".replaces(&[{list}])")),
+        "{source}"
+    );
     assert!(source.contains("create_table("), "{source}");
     let registry = std::fs::read_to_string(dir.path().join("mod.rs")).unwrap();
     assert!(
-        registry.contains(&written[0].file_name().unwrap().to_string_lossy().to_string()),
+        registry.contains(
+            &written[0]
+                .file_name()
+                .unwrap()
+                .to_string_lossy()
+                .to_string()
+        ),
         "{registry}"
     );
 
     // Until the binary is rebuilt with it, the files are ahead of the binary.
-    let line = one_line_failure(&run_app(cwd.path(), &["database", "squash", last], &vars), 1);
+    let line = one_line_failure(
+        &run_app(cwd.path(), &["database", "squash", last], &vars),
+        1,
+    );
     assert!(line.contains("rebuild"), "{line}");
 }

@@ -76,7 +76,11 @@ fn r3() -> Migration {
 }
 
 fn mark<'a>(cx: &'a mut DataContext<'_>) -> DataFuture<'a> {
-    Box::pin(async move { cx.execute("UPDATE author SET name = 'marked'").await.map(|_| ()) })
+    Box::pin(async move {
+        cx.execute("UPDATE author SET name = 'marked'")
+            .await
+            .map(|_| ())
+    })
 }
 
 fn unmark<'a>(cx: &'a mut DataContext<'_>) -> DataFuture<'a> {
@@ -85,8 +89,9 @@ fn unmark<'a>(cx: &'a mut DataContext<'_>) -> DataFuture<'a> {
 
 /// A data step whose downgrade is Rust code.
 fn r4() -> Migration {
-    Migration::new("r4", &["r1"], "mark authors", "t")
-        .operations(vec![run_data(DataStep::new("mark", mark).with_down(unmark))])
+    Migration::new("r4", &["r1"], "mark authors", "t").operations(vec![run_data(
+        DataStep::new("mark", mark).with_down(unmark),
+    )])
 }
 
 fn history(migrations: Vec<Migration>) -> History {
@@ -120,7 +125,9 @@ async fn an_older_binary_downgrades_what_a_newer_release_applied(dialect: Dialec
     let r3_row = stored.iter().find(|r| r.revision == "r3").unwrap();
     assert_eq!(r3_row.parents, ["r2"]);
     assert_eq!(r3_row.message.as_deref(), Some("exclaim titles"));
-    let err = up(&mut conn, &old, "head").await.expect_err("unknown revisions");
+    let err = up(&mut conn, &old, "head")
+        .await
+        .expect_err("unknown revisions");
     assert!(
         err.to_string().contains("does not know") && err.to_string().contains("downgrade"),
         "{err}"
@@ -212,7 +219,9 @@ async fn an_old_version_table_and_v1_checksums_keep_working(dialect: Dialect) {
         migrator.status(&mut conn).await.unwrap().unknown.is_empty(),
         "the old shape still reads"
     );
-    up(&mut conn, &all, "head").await.expect("a v1 checksum verifies");
+    up(&mut conn, &all, "head")
+        .await
+        .expect("a v1 checksum verifies");
     let rows = text_lines(
         &mut conn,
         &format!(
@@ -222,7 +231,10 @@ async fn an_old_version_table_and_v1_checksums_keep_working(dialect: Dialect) {
     .await;
     assert_eq!(rows.len(), 3);
     assert!(rows[0].starts_with(&format!("r1 | {v1} | ")), "{rows:?}");
-    assert!(rows[1].starts_with("r2 | v2:"), "new applies store v2: {rows:?}");
+    assert!(
+        rows[1].starts_with("r2 | v2:"),
+        "new applies store v2: {rows:?}"
+    );
     // A second run changes nothing, and the old row (no stored downgrade) still downgrades with
     // a binary that knows it.
     up(&mut conn, &all, "head").await.unwrap();
@@ -239,13 +251,14 @@ async fn a_checksum_mismatch_shows_what_differs_and_repair_accepts_it(dialect: D
     // r2 is edited after it was applied: one column more.
     let edited = r2().operations({
         let mut ops = r2().operations;
-        ops.push(add_column("book", col("extra", ColumnType::Text).nullable()));
+        ops.push(add_column(
+            "book",
+            col("extra", ColumnType::Text).nullable(),
+        ));
         ops
     });
     let changed = history(vec![r1(), edited, r3()]);
-    let err = up(&mut conn, &changed, "head")
-        .await
-        .expect_err("refused");
+    let err = up(&mut conn, &changed, "head").await.expect_err("refused");
     let text = err.to_string();
     let first = text.lines().next().unwrap();
     assert!(
@@ -253,10 +266,19 @@ async fn a_checksum_mismatch_shows_what_differs_and_repair_accepts_it(dialect: D
             && first.contains("`repair r2`"),
         "{text}"
     );
-    let added: Vec<&str> = text.lines().filter(|l| l.trim_start().starts_with("+ ")).collect();
+    let added: Vec<&str> = text
+        .lines()
+        .filter(|l| l.trim_start().starts_with("+ "))
+        .collect();
     assert_eq!(added.len(), 1, "{text}");
-    assert!(added[0].contains("upgrade: ") && added[0].contains("\"extra\""), "{text}");
-    assert!(!text.lines().any(|l| l.trim_start().starts_with("- ")), "{text}");
+    assert!(
+        added[0].contains("upgrade: ") && added[0].contains("\"extra\""),
+        "{text}"
+    );
+    assert!(
+        !text.lines().any(|l| l.trim_start().starts_with("- ")),
+        "{text}"
+    );
 
     let migrator = Migrator::new(changed.clone(), VERSION_TABLE);
     let plan = migrator.plan_repair(&mut conn, None).await.unwrap();
@@ -268,10 +290,19 @@ async fn a_checksum_mismatch_shows_what_differs_and_repair_accepts_it(dialect: D
         .await
         .unwrap();
     assert_eq!(
-        migrator.repair(&mut conn, &["r2".to_string()]).await.unwrap(),
+        migrator
+            .repair(&mut conn, &["r2".to_string()])
+            .await
+            .unwrap(),
         ["r2"]
     );
-    assert!(migrator.plan_repair(&mut conn, None).await.unwrap().is_empty());
+    assert!(
+        migrator
+            .plan_repair(&mut conn, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     assert_eq!(up(&mut conn, &changed, "head").await.unwrap(), ["r3"]);
     assert_matches_history(&mut conn, &changed, "after repair and upgrade").await;
     // The stored downgrade was refreshed too: an older binary undoes the edited r2 fully.

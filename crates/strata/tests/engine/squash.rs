@@ -9,8 +9,8 @@ use strata::squash::{self, SquashError};
 use strata::state::{Direction, History};
 
 use crate::support::{
-    TestDb, VERSION_TABLE, applied_set, assert_matches_history, assert_no_drift, down,
-    live_schema, on_both_dialects, up,
+    TestDb, VERSION_TABLE, applied_set, assert_matches_history, assert_no_drift, down, live_schema,
+    on_both_dialects, up,
 };
 
 on_both_dialects!(a_squash_is_equivalent_to_its_chain);
@@ -90,7 +90,10 @@ async fn a_squash_is_equivalent_to_its_chain(dialect: Dialect) {
     // A new database runs the squash, and records the originals.
     let fresh = TestDb::fresh(dialect).await;
     let mut conn = fresh.connect().await;
-    assert_eq!(up(&mut conn, &history, "head").await.unwrap(), ["sq1", "s5"]);
+    assert_eq!(
+        up(&mut conn, &history, "head").await.unwrap(),
+        ["sq1", "s5"]
+    );
     assert_eq!(
         applied_set(&mut conn).await,
         ["s1", "s2", "s3", "s4", "s5"].map(String::from).into()
@@ -133,7 +136,10 @@ async fn a_squash_is_equivalent_to_its_chain(dialect: Dialect) {
     assert!(!sql.contains("-- Running upgrade s2"), "{sql}");
 
     // A downgrade undoes the originals, one by one.
-    assert_eq!(down(&mut conn, &history, "s2").await.unwrap(), ["s5", "s4", "s3"]);
+    assert_eq!(
+        down(&mut conn, &history, "s2").await.unwrap(),
+        ["s5", "s4", "s3"]
+    );
     assert_matches_history(&mut conn, &history, "downgraded into the chain").await;
     // Up again from there: originals, as for any database partway.
     assert_eq!(
@@ -147,7 +153,9 @@ async fn a_squash_is_equivalent_to_its_chain(dialect: Dialect) {
 #[test]
 fn chains_a_squash_cannot_carry_are_refused() {
     let mut raw = chain();
-    raw[2].operations.push(raw_sql(DialectSql::both("SELECT 1")));
+    raw[2]
+        .operations
+        .push(raw_sql(DialectSql::both("SELECT 1")));
     let err = squash::plan(&History::new(raw).unwrap(), None, "s4").unwrap_err();
     assert!(
         matches!(err, SquashError::NotDeclarative { ref revision, .. } if revision == "s3"),
