@@ -426,7 +426,7 @@ pub(crate) fn ensure_files_are_current(
     registry: &strata::writer::Registry,
     dir: &Path,
 ) -> Result<(), MigrateError> {
-    for m in history.migrations() {
+    for m in history.migrations().iter().chain(history.squashes()) {
         match registry.entries().iter().find(|e| e.revision == m.revision) {
             None => {
                 return Err(MigrateError::StaleFiles {
@@ -457,12 +457,11 @@ pub(crate) fn ensure_binary_is_current(
     path: &Path,
 ) -> Result<(), MigrateError> {
     for revision in registry.revisions() {
-        // `get` also resolves a unique prefix; only the full revision counts here.
-        if history
-            .get(revision)
-            .map(|m| m.revision != revision)
-            .unwrap_or(true)
-        {
+        // `get` also resolves a unique prefix; only the full revision counts here. A squash
+        // is kept beside the graph, so it is looked for there too.
+        let known = history.get(revision).is_ok_and(|m| m.revision == revision)
+            || history.squashes().iter().any(|s| s.revision == revision);
+        if !known {
             return Err(MigrateError::StaleBinary {
                 path: path.to_path_buf(),
                 revision: revision.to_string(),

@@ -102,6 +102,32 @@ fn with_replaces(source: &str, replaces: &[String]) -> String {
 #[cfg(test)]
 mod tests {
     use super::with_replaces;
+    use strata::Migration;
+    use strata::state::History;
+
+    /// After a rebuild the binary holds the squash: the files and the binary match.
+    #[test]
+    fn a_squash_in_the_binary_matches_its_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut registry = strata::writer::Registry::new();
+        for (file, rev) in [("a.rs", "r1"), ("b.rs", "r2"), ("s.rs", "sq")] {
+            std::fs::write(dir.path().join(file), "").unwrap();
+            registry = registry.with(file, rev).unwrap();
+        }
+        let history = History::new(vec![
+            Migration::new("r1", &[], "a", "t"),
+            Migration::new("r2", &["r1"], "b", "t"),
+            Migration::new("sq", &[], "s", "t").replaces(&["r1", "r2"]),
+        ])
+        .unwrap();
+        let path = dir.path().join("mod.rs");
+        crate::migrate::ensure_binary_is_current(&history, &registry, &path).unwrap();
+        crate::migrate::ensure_files_are_current(&history, &registry, dir.path()).unwrap();
+        std::fs::remove_file(dir.path().join("s.rs")).unwrap();
+        let err = crate::migrate::ensure_files_are_current(&history, &registry, dir.path())
+            .unwrap_err();
+        assert!(err.to_string().contains("sq"), "{err}");
+    }
 
     #[test]
     fn replaces_goes_before_operations() {

@@ -736,6 +736,14 @@ async fn history(settings: &Settings, verbose: bool, format: Format) -> Result<(
                 &["revision", "parents", "created", "state", "message"],
                 &rows,
             );
+            for squash in history.squashes() {
+                println!(
+                    "\nsquash {} ({}) stands for {}: a new database runs it in place of them",
+                    squash.revision,
+                    squash.message,
+                    squash.replaces.join(", ")
+                );
+            }
             if let Some(record) = &adoption {
                 println!(
                     "\n{}; revisions marked adopted cannot be downgraded (restore the backup instead)",
