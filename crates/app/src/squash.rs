@@ -124,8 +124,8 @@ mod tests {
         crate::migrate::ensure_binary_is_current(&history, &registry, &path).unwrap();
         crate::migrate::ensure_files_are_current(&history, &registry, dir.path()).unwrap();
         std::fs::remove_file(dir.path().join("s.rs")).unwrap();
-        let err = crate::migrate::ensure_files_are_current(&history, &registry, dir.path())
-            .unwrap_err();
+        let err =
+            crate::migrate::ensure_files_are_current(&history, &registry, dir.path()).unwrap_err();
         assert!(err.to_string().contains("sq"), "{err}");
     }
 

@@ -121,9 +121,13 @@ pub enum DatabaseCommand {
     /// chain with raw SQL, Rust data steps or hand-written downgrades. Keep the replaced files
     /// while the squash is listed. Needs no database; rebuild afterwards.
     Squash {
-        /// [FROM] TO: revisions (or unique prefixes); FROM may be base.
-        #[arg(num_args = 1..=2, required = true, value_names = ["FROM", "TO"])]
-        revisions: Vec<String>,
+        /// The last migration to squash (a revision or unique prefix) when it is the only
+        /// argument; otherwise FROM: base, or the revision the squash starts after.
+        #[arg(value_name = "FROM|TO")]
+        first: String,
+        /// The last migration to squash, when FROM is given.
+        #[arg(value_name = "TO")]
+        second: Option<String>,
         /// What the squash is, in a few words (it names the file) [default: squash FIRST to LAST].
         #[arg(short, long)]
         message: Option<String>,
@@ -265,11 +269,14 @@ pub async fn run(command: DatabaseCommand, settings: &Settings) -> Result<(), Cl
         DatabaseCommand::Show { revision, format } => show(settings, &revision, format),
         DatabaseCommand::Stamp { revision } => stamp(settings, &revision).await,
         DatabaseCommand::Check { format } => check(settings, format).await,
-        DatabaseCommand::Squash { revisions, message } => {
-            let (from, to) = match revisions.as_slice() {
-                [to] => (None, to.as_str()),
-                [from, to] => (Some(from.as_str()), to.as_str()),
-                _ => return Err(CliError::Usage("squash takes [FROM] TO".into())),
+        DatabaseCommand::Squash {
+            first,
+            second,
+            message,
+        } => {
+            let (from, to) = match &second {
+                None => (None, first.as_str()),
+                Some(to) => (Some(first.as_str()), to.as_str()),
             };
             let written = crate::squash::write(
                 &settings.database,
