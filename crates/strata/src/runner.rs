@@ -210,6 +210,8 @@ pub struct PlannedMigration {
     pub steps: Vec<Step>,
     /// Writes (up) or deletes (down) the version row, in the same transaction.
     pub version_sql: String,
+    /// For a squash: the revisions it records; empty otherwise.
+    pub replaces: Vec<String>,
     pub operations: Vec<Operation>,
 }
 
@@ -350,6 +352,7 @@ pub fn plan_migration(
         rebuilds_tables,
         steps,
         version_sql,
+        replaces: Vec::new(),
         operations,
     })
 }
@@ -660,7 +663,10 @@ pub(crate) async fn run_one(
             on_event(Event::Started { migration: m });
             // Another process may have run this migration while we waited for the lock.
             let rows = applied(conn, &plan.version_table).await?;
-            let present = rows.iter().any(|r| r.revision == m.revision);
+            // A squash is done when another process recorded any of its chain.
+            let present = rows
+                .iter()
+                .any(|r| r.revision == m.revision || m.replaces.contains(&r.revision));
             let already = match m.direction {
                 Direction::Up => present,
                 Direction::Down => !present,

@@ -275,6 +275,7 @@ fn planned(
         rebuilds_tables,
         steps,
         version_sql,
+        replaces: squash.replaces.clone(),
         operations: squash.operations.clone(),
     })
 }

@@ -426,6 +426,7 @@ pub(crate) async fn undo_unknown(
                 render::quote_ident(version_table),
                 sql_string(&row.revision)
             ),
+            replaces: Vec::new(),
             operations: Vec::new(),
         };
         let plan = Plan {

@@ -13,7 +13,10 @@ use crate::support::{
     on_both_dialects, up,
 };
 
-on_both_dialects!(a_squash_is_equivalent_to_its_chain);
+on_both_dialects!(
+    a_squash_is_equivalent_to_its_chain,
+    concurrent_upgraders_run_a_squash_once
+);
 
 fn col(name: &str, ty: ColumnType) -> Column {
     Column::new(name, ty)
@@ -148,6 +151,28 @@ async fn a_squash_is_equivalent_to_its_chain(dialect: Dialect) {
     );
     down(&mut conn, &history, "base").await.unwrap();
     assert!(live_schema(&mut conn).await.tables.is_empty());
+}
+
+/// Four upgraders of a new database at once: one runs the squash, the others find it done.
+async fn concurrent_upgraders_run_a_squash_once(dialect: Dialect) {
+    let db = TestDb::fresh(dialect).await;
+    let mut upgraders = tokio::task::JoinSet::new();
+    for _ in 0..4 {
+        let mut conn = db.connect().await;
+        upgraders.spawn(async move { up(&mut conn, &squashed(), "head").await });
+    }
+    let mut ran = Vec::new();
+    while let Some(joined) = upgraders.join_next().await {
+        let done = joined
+            .expect("the upgrader's task ends")
+            .unwrap_or_else(|e| panic!("an upgrader failed: {e}"));
+        ran.extend(done);
+    }
+    ran.sort();
+    assert_eq!(ran, ["s5", "sq1"], "each applied exactly once");
+    let mut conn = db.connect().await;
+    assert_eq!(applied_set(&mut conn).await.len(), 5);
+    assert_matches_history(&mut conn, &squashed(), "after concurrent upgraders").await;
 }
 
 #[test]
