@@ -273,34 +273,9 @@ pub async fn run(command: DatabaseCommand, settings: &Settings) -> Result<(), Cl
             first,
             second,
             message,
-        } => {
-            let (from, to) = match &second {
-                None => (None, first.as_str()),
-                Some(to) => (Some(first.as_str()), to.as_str()),
-            };
-            let written = crate::squash::write(
-                &settings.database,
-                from,
-                to,
-                message.as_deref(),
-                chrono::Utc::now(),
-            )?;
-            println!(
-                "Wrote {} (revision {}), {}",
-                written.path.display(),
-                written.revision,
-                written.warnings.join("; ")
-            );
-            for op in &written.operations {
-                println!("  {op}");
-            }
-            println!(
-                "Rebuild (cargo build) so the binary contains it. New databases run it in place of the chain; keep the replaced files while it is listed."
-            );
-            Ok(())
-        }
+        } => super::versions::squash(settings, &first, second.as_deref(), message.as_deref()),
         DatabaseCommand::Repair { revision, yes } => {
-            repair(settings, revision.as_deref(), yes).await
+            super::versions::repair(settings, revision.as_deref(), yes).await
         }
         DatabaseCommand::Doctor { format } => doctor(settings, format).await,
         DatabaseCommand::Adopt(args) => super::adopt::adopt(settings, args).await,
@@ -567,7 +542,7 @@ async fn current(settings: &Settings, format: Format) -> Result<(), CliError> {
                 db.close().await;
                 let stored = stored.unwrap_or_default();
                 for rev in &status.unknown {
-                    println!("{}", newer_release_line(rev, &stored));
+                    println!("{}", super::versions::newer_release_line(rev, &stored));
                 }
             }
             if !status.pending.is_empty() {
@@ -583,23 +558,6 @@ async fn current(settings: &Settings, format: Format) -> Result<(), CliError> {
         }
     }
     Ok(())
-}
-
-/// How `current` and `history` show a revision this binary does not know.
-fn newer_release_line(revision: &str, stored: &[migrate::StoredRevision]) -> String {
-    let row = stored.iter().find(|r| r.revision == revision);
-    let message = row
-        .and_then(|r| r.message.clone())
-        .map(|m| format!(" {m}"))
-        .unwrap_or_default();
-    let undo = match row.map(|r| &r.downgrade) {
-        Some(migrate::StoredDowngrade::Sql(_)) => "`downgrade` undoes it with its stored SQL",
-        Some(migrate::StoredDowngrade::Note(_)) => {
-            "its downgrade runs Rust code or cannot be undone: downgrade with the release that applied it"
-        }
-        _ => "no downgrade stored: downgrade with the release that applied it",
-    };
-    format!("{revision}{message} (applied by a newer release, unknown to this binary; {undo})")
 }
 
 /// One line on where an adopted database came from.
@@ -924,57 +882,6 @@ async fn check(settings: &Settings, format: Format) -> Result<(), CliError> {
     } else {
         Ok(())
     }
-}
-
-async fn repair(settings: &Settings, revision: Option<&str>, yes: bool) -> Result<(), CliError> {
-    let db_settings = &settings.database;
-    let db = connect_for_tooling(db_settings).await?;
-    let result = async {
-        let plan = migrate::plan_repair(&db, db_settings, revision).await?;
-        if plan.is_empty() {
-            println!("Nothing to repair: every applied migration matches its file.");
-            return Ok(());
-        }
-        for r in &plan {
-            if r.checksum_changed {
-                println!(
-                    "{} ({}) changed after it was applied (- as applied, + the file now):",
-                    r.revision, r.message
-                );
-                for line in &r.differences {
-                    println!("  {line}");
-                }
-            } else {
-                println!(
-                    "{} ({}) matches its file; its stored downgrade, message and parents are refreshed",
-                    r.revision, r.message
-                );
-            }
-        }
-        if !yes {
-            if !(std::io::stdin().is_terminal() && std::io::stderr().is_terminal()) {
-                return Err(CliError::Usage(
-                    "repair rewrites the version table: pass --yes to accept (there is no terminal to ask on); nothing was changed".into(),
-                ));
-            }
-            eprint!(
-                "Record the files' current checksums for {} revision(s)? The schema is not changed. [y/N] ",
-                plan.len()
-            );
-            let mut answer = String::new();
-            std::io::stdin().read_line(&mut answer)?;
-            if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
-                return Err(CliError::Usage("repair cancelled; nothing was changed".into()));
-            }
-        }
-        let revisions: Vec<String> = plan.iter().map(|r| r.revision.clone()).collect();
-        let done = migrate::repair(&db, db_settings, &revisions).await?;
-        println!("Repaired {} revision(s): {}", done.len(), done.join(", "));
-        Ok(())
-    }
-    .await;
-    db.close().await;
-    result
 }
 
 async fn doctor(settings: &Settings, format: Format) -> Result<(), CliError> {

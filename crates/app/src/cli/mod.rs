@@ -5,6 +5,7 @@ mod database;
 mod output;
 mod portable;
 mod user;
+mod versions;
 
 use std::process::ExitCode;
 
