@@ -18,5 +18,6 @@ pub mod migrate;
 pub mod migrations;
 pub mod models;
 pub mod portable;
+pub mod squash;
 pub mod startup;
 pub mod telemetry;

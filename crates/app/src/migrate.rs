@@ -16,9 +16,10 @@ use strata::{Dialect, lint};
 pub use strata::adopt::{AdoptError, AdoptionPlan, AdoptionRecord};
 pub use strata::autodetect::{NoRenames, RenameCandidate, RenamePolicy};
 pub use strata::lint::{DialectWarning, Warning as LintWarning};
-pub use strata::migrator::{CheckReport, Status};
+pub use strata::migrator::{CheckReport, Repair, Status};
 pub use strata::runner::Event;
 pub use strata::state::Direction;
+pub use strata::stored::{StoredDowngrade, StoredRevision};
 
 use crate::config::{Backend, DatabaseSettings};
 use crate::db::{Database, DbError};
@@ -51,6 +52,11 @@ pub enum MigrateError {
         path.display()
     )]
     StaleBinary { path: PathBuf, revision: String },
+    /// The binary holds a migration the files no longer list, or whose file is gone.
+    #[error(
+        "this binary contains revision {revision}, {why}; rebuild (cargo build) so the binary matches the files, and run the command again"
+    )]
+    StaleFiles { revision: String, why: String },
     #[error("{0}")]
     Refused(String),
     /// Strict mode (`--strict`, DATABASE_MIGRATION_STRICT) and the lint found something.
@@ -63,6 +69,8 @@ pub enum MigrateError {
         /// What was not done, e.g. "no migration was written".
         outcome: &'static str,
     },
+    #[error(transparent)]
+    Squash(#[from] strata::squash::SquashError),
 }
 
 impl From<RunError> for MigrateError {
@@ -74,6 +82,23 @@ impl From<RunError> for MigrateError {
                 record.revision,
                 record.backup.as_deref().unwrap_or("FILE")
             )),
+            RunError::ChecksumMismatch {
+                revision,
+                message,
+                differences,
+            } => {
+                let mut text = format!(
+                    "migration {revision} ({message}) changed after it was applied; restore the file, make a new migration, or accept the edit with `app database repair {revision}`"
+                );
+                if !differences.is_empty() {
+                    text.push_str(". What differs (- as applied, + the file now):");
+                    for line in differences {
+                        text.push_str("\n  ");
+                        text.push_str(&line);
+                    }
+                }
+                MigrateError::Refused(text)
+            }
             other => MigrateError::Run(other),
         }
     }
@@ -244,6 +269,39 @@ pub async fn check(
     Ok(migrator.check(&mut conn, &models).await?)
 }
 
+/// Every row of the version table with what is stored beside it (for revisions a newer
+/// release applied: their message and whether their downgrade is stored).
+pub async fn stored(
+    db: &Database,
+    settings: &DatabaseSettings,
+) -> Result<Vec<StoredRevision>, MigrateError> {
+    let migrator = migrator(settings)?;
+    let mut conn = connection(db).await?;
+    Ok(migrator.stored(&mut conn).await?)
+}
+
+/// What `repair` would rewrite (see [`Migrator::plan_repair`]).
+pub async fn plan_repair(
+    db: &Database,
+    settings: &DatabaseSettings,
+    revision: Option<&str>,
+) -> Result<Vec<Repair>, MigrateError> {
+    let migrator = migrator(settings)?;
+    let mut conn = connection(db).await?;
+    Ok(migrator.plan_repair(&mut conn, revision).await?)
+}
+
+/// Rewrites the stored checksums (and stored downgrades) of `revisions` to the files' ones.
+pub async fn repair(
+    db: &Database,
+    settings: &DatabaseSettings,
+    revisions: &[String],
+) -> Result<Vec<String>, MigrateError> {
+    let migrator = migrator(settings)?;
+    let mut conn = connection(db).await?;
+    Ok(migrator.repair(&mut conn, revisions).await?)
+}
+
 /// Plans the adoption of the Python service's database (refusing what cannot be bridged).
 pub async fn plan_adoption(
     db: &Database,
@@ -312,6 +370,7 @@ pub fn make_migration(
         Some(text) => {
             let registry = strata::writer::Registry::parse(&text)?;
             ensure_binary_is_current(&history, &registry, &registry_path)?;
+            ensure_files_are_current(&history, &registry, dir)?;
             registry
         }
         None => strata::writer::Registry::new(),
@@ -495,7 +554,7 @@ fn write_migration(
     })
 }
 
-fn read_optional(path: &Path) -> Result<Option<String>, MigrateError> {
+pub(crate) fn read_optional(path: &Path) -> Result<Option<String>, MigrateError> {
     match std::fs::read_to_string(path) {
         Ok(text) => Ok(Some(text)),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -506,20 +565,65 @@ fn read_optional(path: &Path) -> Result<Option<String>, MigrateError> {
     }
 }
 
+/// Refuses to work with a binary that does not match the migration files, both ways: the
+/// files list a revision the binary lacks (made or pulled since the build), or the binary holds
+/// one the files no longer list or whose file is gone. Without the registry (a deployed binary
+/// with no sources beside it) there is nothing to compare with.
+pub fn ensure_binary_matches_files(settings: &DatabaseSettings) -> Result<(), MigrateError> {
+    let dir = &settings.migration_path;
+    let registry_path = dir.join("mod.rs");
+    let Some(text) = read_optional(&registry_path)? else {
+        return Ok(());
+    };
+    let registry = strata::writer::Registry::parse(&text)?;
+    let history = history()?;
+    ensure_binary_is_current(&history, &registry, &registry_path)?;
+    ensure_files_are_current(&history, &registry, dir)
+}
+
+/// The other direction of [`ensure_binary_is_current`]: every migration of the binary is
+/// listed and its file is on disk.
+pub(crate) fn ensure_files_are_current(
+    history: &History,
+    registry: &strata::writer::Registry,
+    dir: &Path,
+) -> Result<(), MigrateError> {
+    for m in history.migrations().iter().chain(history.squashes()) {
+        match registry.entries().iter().find(|e| e.revision == m.revision) {
+            None => {
+                return Err(MigrateError::StaleFiles {
+                    revision: m.revision.clone(),
+                    why: format!("which {} does not list", dir.join("mod.rs").display()),
+                });
+            }
+            Some(entry) if !dir.join(&entry.file_name).is_file() => {
+                return Err(MigrateError::StaleFiles {
+                    revision: m.revision.clone(),
+                    why: format!(
+                        "whose file {} is gone",
+                        dir.join(&entry.file_name).display()
+                    ),
+                });
+            }
+            Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
 /// Refuses to diff against a history older than the files on disk: the new migration would
 /// branch from a stale head.
-fn ensure_binary_is_current(
+pub(crate) fn ensure_binary_is_current(
     history: &History,
     registry: &strata::writer::Registry,
     path: &Path,
 ) -> Result<(), MigrateError> {
     for revision in registry.revisions() {
-        // `get` also resolves a unique prefix; only the full revision counts here.
-        if history
-            .get(revision)
-            .map(|m| m.revision != revision)
-            .unwrap_or(true)
-        {
+        // `get` also resolves a unique prefix; only the full revision counts here. A squash
+        // is kept beside the graph, so it is looked for there too.
+        let known = history.get(revision).is_ok_and(|m| m.revision == revision)
+            || history.squashes().iter().any(|s| s.revision == revision);
+        if !known {
             return Err(MigrateError::StaleBinary {
                 path: path.to_path_buf(),
                 revision: revision.to_string(),
@@ -529,7 +633,7 @@ fn ensure_binary_is_current(
     Ok(())
 }
 
-fn write_new(path: &Path, text: &str) -> Result<(), MigrateError> {
+pub(crate) fn write_new(path: &Path, text: &str) -> Result<(), MigrateError> {
     use std::io::Write;
     let io = |source| MigrateError::Io {
         path: path.to_path_buf(),
@@ -543,7 +647,7 @@ fn write_new(path: &Path, text: &str) -> Result<(), MigrateError> {
     file.write_all(text.as_bytes()).map_err(io)
 }
 
-fn write_atomically(path: &Path, text: &str) -> Result<(), MigrateError> {
+pub(crate) fn write_atomically(path: &Path, text: &str) -> Result<(), MigrateError> {
     let io = |source| MigrateError::Io {
         path: path.to_path_buf(),
         source,

@@ -17,6 +17,7 @@ mod builders;
 pub mod concurrent;
 pub mod checks;
 pub mod defaults;
+pub mod checksum;
 pub mod introspect;
 pub mod lint;
 mod lint_postgres;
@@ -33,7 +34,9 @@ pub mod runner;
 pub mod schema;
 pub mod sqlite_dependents;
 mod sqlite_rebuilds;
+pub mod squash;
 pub mod state;
+pub mod stored;
 #[cfg(test)]
 pub mod testing;
 pub mod timeouts;

@@ -22,6 +22,9 @@ pub struct Migration {
     /// drops can be `CONCURRENTLY` (which PostgreSQL refuses inside one); see
     /// [`crate::concurrent`]. SQLite runs it in one transaction either way.
     pub atomic: bool,
+    /// For a squash: the chain of revisions (oldest first) it stands for. See
+    /// [`crate::squash`]; empty for every other migration.
+    pub replaces: Vec<String>,
 }
 
 impl Migration {
@@ -34,6 +37,7 @@ impl Migration {
             operations: Vec::new(),
             downgrade: None,
             atomic: true,
+            replaces: Vec::new(),
         }
     }
 
@@ -52,6 +56,12 @@ impl Migration {
     /// Builder: a hand-written downgrade, run in the order given.
     pub fn downgrade(mut self, operations: Vec<Operation>) -> Self {
         self.downgrade = Some(operations);
+        self
+    }
+
+    /// Builder: the revisions this squash stands for, oldest first.
+    pub fn replaces(mut self, revisions: &[&str]) -> Self {
+        self.replaces = revisions.iter().map(|r| (*r).to_string()).collect();
         self
     }
 

@@ -25,6 +25,7 @@ use crate::autodetect;
 use crate::lint;
 use crate::runner::{self, AppliedRevision, Conn, Event, Plan, RunError};
 use crate::state::{Direction, History, HistoryError};
+use crate::stored::{self, StoredRevision};
 use crate::{Dialect, Migration, Schema};
 
 /// A version table written by another migration tool.
@@ -302,12 +303,31 @@ impl Migrator {
         target: &str,
     ) -> Result<Plan, RunError> {
         let applied = self.applied(conn).await?;
-        let applied_set = applied.into_iter().map(|a| a.revision).collect();
+        let mut applied_set: BTreeSet<String> = applied.into_iter().map(|a| a.revision).collect();
+        let mut target = target.to_string();
+        if direction == Direction::Down {
+            // Revisions a newer release applied are undone with their stored SQL first (see
+            // [`crate::stored`]); the plan covers what is left for the known ones.
+            let rows = stored::read(conn, &self.version_table).await?;
+            let (undo, rest) = stored::split_downgrade(&self.history, &rows, &target)?;
+            stored::refuse_without_sql(&undo)?;
+            applied_set.retain(|r| stored::is_known(&self.history, r));
+            match rest {
+                Some(rest) => target = rest,
+                None => {
+                    return Ok(Plan {
+                        dialect: conn.dialect(),
+                        version_table: self.version_table.clone(),
+                        migrations: Vec::new(),
+                    });
+                }
+            }
+        }
         let plan = Plan::new(
             &self.history,
             &applied_set,
             direction,
-            target,
+            &target,
             conn.dialect(),
             &self.version_table,
         )?;
@@ -339,7 +359,10 @@ impl Migrator {
     pub fn lint(&self, plan: &Plan) -> Result<Vec<lint::Warning>, RunError> {
         let mut warnings = Vec::new();
         for m in &plan.migrations {
-            let migration = self.history.get(&m.revision)?;
+            // A squash runs its net operations on an empty chain: nothing to warn of there.
+            let Ok(migration) = self.history.get(&m.revision) else {
+                continue;
+            };
             let mut before = self.history.schema_before(migration)?;
             if m.direction == Direction::Down {
                 for op in &migration.operations {
@@ -499,6 +522,108 @@ impl Migrator {
         })
     }
 
+    /// Every row of the version table with what is stored beside it (parents, message,
+    /// canonical form, downgrade), oldest first: how `current` and `history` describe
+    /// revisions a newer release applied.
+    pub async fn stored(&self, conn: &mut Conn) -> Result<Vec<StoredRevision>, RunError> {
+        self.applied(conn).await?;
+        Ok(stored::read(conn, &self.version_table).await?)
+    }
+
+    /// What `repair` would rewrite: each applied revision whose checksum no longer verifies
+    /// (or only `revision`, even when it verifies, to refresh what is stored beside it), with
+    /// what differs. Reads only.
+    pub async fn plan_repair(
+        &self,
+        conn: &mut Conn,
+        revision: Option<&str>,
+    ) -> Result<Vec<Repair>, RunError> {
+        let rows = self.stored(conn).await?;
+        let wanted = match revision {
+            Some(rev) => {
+                let migration = self.history.get(rev)?;
+                if !rows.iter().any(|r| r.revision == migration.revision) {
+                    return Err(RunError::NotApplied(migration.revision.clone()));
+                }
+                Some(migration.revision.clone())
+            }
+            None => None,
+        };
+        let mut out = Vec::new();
+        for row in &rows {
+            if !stored::is_known(&self.history, &row.revision) {
+                continue;
+            }
+            let migration = self.history.get(&row.revision)?;
+            let verifies = crate::checksum::verifies(&row.checksum, migration);
+            let chosen = match &wanted {
+                Some(rev) => rev == &row.revision,
+                None => !verifies,
+            };
+            if chosen {
+                out.push(Repair {
+                    revision: row.revision.clone(),
+                    message: migration.message.clone(),
+                    checksum_changed: !verifies,
+                    differences: if verifies {
+                        Vec::new()
+                    } else {
+                        stored::mismatch_differences(row, migration)
+                    },
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Rewrites the stored checksum, canonical form and downgrade of `revisions` to their
+    /// files' current ones, in one transaction (under the upgraders' lock on PostgreSQL, taken
+    /// for the transaction only). Returns the revisions rewritten.
+    pub async fn repair(
+        &self,
+        conn: &mut Conn,
+        revisions: &[String],
+    ) -> Result<Vec<String>, RunError> {
+        self.applied(conn).await?;
+        let dialect = conn.dialect();
+        stored::ensure_columns(conn, &self.version_table).await?;
+        conn.execute(runner::begin_sql(dialect)).await?;
+        let result = async {
+            if dialect == Dialect::Postgres {
+                let key = runner::lock_key(&self.version_table);
+                conn.execute(&format!("SELECT pg_advisory_xact_lock({key})"))
+                    .await?;
+            }
+            let mut done = Vec::new();
+            for revision in revisions {
+                let migration = self.history.get(revision)?;
+                let changed = conn
+                    .execute(&stored::update_sql(
+                        &self.history,
+                        migration,
+                        dialect,
+                        &self.version_table,
+                    ))
+                    .await?;
+                if changed > 0 {
+                    done.push(migration.revision.clone());
+                }
+            }
+            Ok::<_, RunError>(done)
+        }
+        .await;
+        match result {
+            Ok(done) => {
+                conn.execute("COMMIT").await?;
+                Ok(done)
+            }
+            Err(err) => {
+                let _ = conn.execute("ROLLBACK").await;
+                Err(err)
+            }
+        }
+    }
+
     /// Plans the adoption of a database another tool made: see [`crate::adopt`].
     pub async fn plan_adoption(
         &self,
@@ -518,6 +643,18 @@ impl Migrator {
     ) -> Result<(), AdoptError> {
         adopt::run(conn, plan, backup).await
     }
+}
+
+/// One revision `repair` rewrites.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Repair {
+    pub revision: String,
+    pub message: String,
+    /// False when only what is stored beside the checksum is refreshed.
+    pub checksum_changed: bool,
+    /// Lines of [`crate::checksum::differences`].
+    pub differences: Vec<String>,
 }
 
 /// Refuses to undo a revision the adoption recorded as applied.

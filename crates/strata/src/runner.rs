@@ -26,7 +26,7 @@
 //! transaction (the pragma is ignored inside one) and checks `PRAGMA foreign_key_check` before
 //! committing.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
@@ -133,10 +133,22 @@ pub enum RunError {
         message: String,
         error: Box<RenderError>,
     },
+    /// `differences` are lines of [`crate::checksum::differences`] (none when the database
+    /// holds no canonical form of what was applied).
     #[error(
-        "migration {revision} ({message}) changed after it was applied; restore the file or make a new migration"
+        "migration {revision} ({message}) changed after it was applied; restore the file, make a new migration, or accept the edit with `repair {revision}`{}",
+        show_differences(differences)
     )]
-    ChecksumMismatch { revision: String, message: String },
+    ChecksumMismatch {
+        revision: String,
+        message: String,
+        differences: Vec<String>,
+    },
+    #[error("revision {0} is not applied to this database")]
+    NotApplied(String),
+    /// A revision this binary does not know, whose downgrade is not stored as SQL.
+    #[error("{reason}")]
+    NoStoredDowngrade { revision: String, reason: String },
     #[error(
         "migration {revision} ({message}) failed at `{statement}`: {error}; the database stays at the previous revision"
     )]
@@ -208,6 +220,18 @@ pub enum RunError {
     Db(#[from] sqlx::Error),
 }
 
+fn show_differences(differences: &[String]) -> String {
+    if differences.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from(". What differs (- as applied, + the file now):");
+    for line in differences {
+        out.push_str("\n  ");
+        out.push_str(line);
+    }
+    out
+}
+
 /// One step of a planned migration.
 #[derive(Clone)]
 pub enum Step {
@@ -242,6 +266,8 @@ pub struct PlannedMigration {
     pub steps: Vec<Step>,
     /// Writes (up) or deletes (down) the version row, in the same transaction.
     pub version_sql: String,
+    /// For a squash: the revisions it records; empty otherwise.
+    pub replaces: Vec<String>,
     pub operations: Vec<Operation>,
     /// False on PostgreSQL for a non-atomic migration: its steps run outside a transaction and
     /// the version row is written in a short transaction after them. Always true on SQLite.
@@ -316,7 +342,7 @@ pub fn version_table_sql(dialect: Dialect, table: &str) -> String {
         Dialect::Sqlite => "text NOT NULL DEFAULT CURRENT_TIMESTAMP",
     };
     format!(
-        "CREATE TABLE IF NOT EXISTS {} (version_num varchar(32) NOT NULL PRIMARY KEY, checksum varchar(64) NOT NULL, applied_at {applied_at})",
+        "CREATE TABLE IF NOT EXISTS {} (version_num varchar(32) NOT NULL PRIMARY KEY, checksum varchar(64) NOT NULL, applied_at {applied_at}, parents text, message text, canonical text, downgrade_sql text, downgrade_note text)",
         quote(table)
     )
 }
@@ -351,54 +377,13 @@ pub fn plan_migration(
             down
         }
     };
-    let render_error = |error: RenderError| RunError::Render {
-        revision: migration.revision.clone(),
-        message: migration.message.clone(),
-        error: Box::new(error),
-    };
-    let mut steps = Vec::new();
     let atomic = migration.atomic || dialect == Dialect::Sqlite;
-    // SQLite: the rebuilds of one table are held back and done once (see sqlite_rebuilds).
-    let mut rebuilds = RebuildPlanner::default();
-    for op in &operations {
-        let mut absorbed = false;
-        if dialect == Dialect::Sqlite {
-            let decision = rebuilds.decide(op, &state);
-            steps.extend(decision.before);
-            absorbed = decision.absorbed;
-        }
-        if let Operation::Data(step) = op {
-            steps.push(Step::Data {
-                name: step.name.clone(),
-                run: step.up,
-            });
-        } else {
-            let mut sql = render::render(op, &state, dialect).map_err(render_error)?;
-            if !atomic {
-                sql = crate::concurrent::statements(op, sql);
-            }
-            if !absorbed {
-                steps.extend(sql.into_iter().map(Step::Sql));
-            }
-        }
-        op.apply(&mut state).map_err(|error| HistoryError::State {
-            revision: migration.revision.clone(),
-            message: migration.message.clone(),
-            error,
-        })?;
-    }
-    if dialect == Dialect::Sqlite {
-        steps.extend(rebuilds.flush_all(&state));
-    }
-    let rebuilds_tables = rebuilds.rebuilt;
-    let checksum = migration.checksum();
+    let (steps, rebuilds_tables) =
+        plan_steps(migration, &operations, &mut state, dialect, atomic)?;
+    let checksum = crate::checksum::current(migration);
     let version_sql = match direction {
-        Direction::Up => format!(
-            "INSERT INTO {} (version_num, checksum) VALUES ({}, {})",
-            quote(version_table),
-            sql_string(&migration.revision),
-            sql_string(&checksum)
-        ),
+        // The row keeps the downgrade too, for a binary that will not know this revision.
+        Direction::Up => crate::stored::insert_sql(history, migration, dialect, version_table),
         Direction::Down => format!(
             "DELETE FROM {} WHERE version_num = {}",
             quote(version_table),
@@ -413,9 +398,62 @@ pub fn plan_migration(
         rebuilds_tables,
         steps,
         version_sql,
+        replaces: Vec::new(),
         operations,
         atomic,
     })
+}
+
+/// The steps of `operations` applied from `state` (moved forward as they go), for the
+/// migration `owner` (named in errors): each operation's SQL, data steps, on SQLite the
+/// table rebuilds held back and done once per table (see [`crate::sqlite_rebuilds`]), and
+/// when not `atomic` the statements a concurrent index build or drop needs. Also whether any
+/// SQLite table is rebuilt.
+pub(crate) fn plan_steps(
+    owner: &Migration,
+    operations: &[Operation],
+    state: &mut crate::Schema,
+    dialect: Dialect,
+    atomic: bool,
+) -> Result<(Vec<Step>, bool), RunError> {
+    let render_error = |error: RenderError| RunError::Render {
+        revision: owner.revision.clone(),
+        message: owner.message.clone(),
+        error: Box::new(error),
+    };
+    let mut steps = Vec::new();
+    let mut rebuilds = RebuildPlanner::default();
+    for op in operations {
+        let mut absorbed = false;
+        if dialect == Dialect::Sqlite {
+            let decision = rebuilds.decide(op, state);
+            steps.extend(decision.before);
+            absorbed = decision.absorbed;
+        }
+        if let Operation::Data(step) = op {
+            steps.push(Step::Data {
+                name: step.name.clone(),
+                run: step.up,
+            });
+        } else {
+            let mut sql = render::render(op, state, dialect).map_err(render_error)?;
+            if !atomic {
+                sql = crate::concurrent::statements(op, sql);
+            }
+            if !absorbed {
+                steps.extend(sql.into_iter().map(Step::Sql));
+            }
+        }
+        op.apply(state).map_err(|error| HistoryError::State {
+            revision: owner.revision.clone(),
+            message: owner.message.clone(),
+            error,
+        })?;
+    }
+    if dialect == Dialect::Sqlite {
+        steps.extend(rebuilds.flush_all(state));
+    }
+    Ok((steps, rebuilds.rebuilt))
 }
 
 impl Plan {
@@ -433,10 +471,16 @@ impl Plan {
             Direction::Up => history.plan_upgrade(applied, target)?,
             Direction::Down => history.plan_downgrade(applied, target)?,
         };
-        let migrations = chosen
-            .into_iter()
-            .map(|m| plan_migration(history, m, direction, dialect, version_table))
-            .collect::<Result<_, _>>()?;
+        let migrations = match direction {
+            // A chain that runs whole on this database may run as its squash.
+            Direction::Up => {
+                crate::squash::plan_up(history, applied, chosen, dialect, version_table)?
+            }
+            Direction::Down => chosen
+                .into_iter()
+                .map(|m| plan_migration(history, m, direction, dialect, version_table))
+                .collect::<Result<_, _>>()?,
+        };
         Ok(Plan {
             dialect,
             version_table: version_table.to_string(),
@@ -450,7 +494,12 @@ impl Plan {
         let mut out = String::new();
         if self.migrations.iter().any(|m| m.direction == Direction::Up) {
             out.push_str(&version_table_sql(self.dialect, &self.version_table));
-            out.push_str(";\n\n");
+            out.push_str(";\n");
+            out.push_str(&crate::stored::offline_columns_sql(
+                self.dialect,
+                &self.version_table,
+            ));
+            out.push('\n');
         }
         for m in &self.migrations {
             let arrow = match m.direction {
@@ -612,10 +661,11 @@ pub fn verify_checksums(history: &History, applied: &[AppliedRevision]) -> Resul
     history.check_applied(&applied_set)?;
     for row in applied {
         let migration = history.get(&row.revision)?;
-        if migration.checksum() != row.checksum {
+        if !crate::checksum::verifies(&row.checksum, migration) {
             return Err(RunError::ChecksumMismatch {
                 revision: migration.revision.clone(),
                 message: migration.message.clone(),
+                differences: Vec::new(),
             });
         }
     }
@@ -659,19 +709,29 @@ pub async fn run_with(
 ) -> Result<Vec<String>, RunError> {
     let dialect = conn.dialect();
     create_version_table(conn, version_table).await?;
-    let rows = applied(conn, version_table).await?;
-    verify_checksums(history, &rows)?;
+    // Revisions a newer release applied are undone first, with the SQL stored beside them.
+    let (mut done, target) = match direction {
+        Direction::Down => {
+            crate::stored::undo_unknown(conn, history, version_table, target, options, on_event)
+                .await?
+        }
+        Direction::Up => (Vec::new(), Some(target.to_string())),
+    };
+    let Some(target) = target else {
+        return Ok(done);
+    };
+    let rows = crate::stored::read(conn, version_table).await?;
+    crate::stored::verify(history, &rows)?;
     let applied_set: BTreeSet<String> = rows.into_iter().map(|r| r.revision).collect();
     let plan = Plan::new(
         history,
         &applied_set,
         direction,
-        target,
+        &target,
         dialect,
         version_table,
     )?;
     on_event(Event::Planned { plan: &plan });
-    let mut done = Vec::new();
     for m in &plan.migrations {
         match run_retrying(conn, &plan, m, options, on_event).await {
             Ok(true) => done.push(m.revision.clone()),
@@ -697,16 +757,21 @@ pub async fn run_with(
 /// Creates the version table if it is missing. On PostgreSQL under the advisory lock in a
 /// transaction of its own: concurrent `CREATE TABLE IF NOT EXISTS` can both pass the check
 /// and one then fail on the catalog's unique index.
+///
+/// A version table of an earlier engine gains the columns it lacks there too
+/// ([`crate::stored::ensure_columns`]).
 async fn create_version_table(conn: &mut Conn, version_table: &str) -> Result<(), RunError> {
     let create = version_table_sql(conn.dialect(), version_table);
     if conn.dialect() == Dialect::Sqlite {
         conn.execute(&create).await?;
+        crate::stored::ensure_columns(conn, version_table).await?;
         return Ok(());
     }
     conn.execute("BEGIN").await?;
     let result = async {
         conn.execute(&xact_lock_sql(version_table)).await?;
         conn.execute(&create).await?;
+        crate::stored::ensure_columns(conn, version_table).await?;
         conn.execute("COMMIT").await
     }
     .await;
@@ -724,7 +789,7 @@ fn xact_lock_sql(version_table: &str) -> String {
 
 /// Runs one migration, again after a backoff when it hit the lock timeout; false when another
 /// process already did it.
-async fn run_retrying(
+pub(crate) async fn run_retrying(
     conn: &mut Conn,
     plan: &Plan,
     m: &PlannedMigration,
@@ -939,7 +1004,10 @@ async fn already_done(
     m: &PlannedMigration,
 ) -> Result<bool, RunError> {
     let rows = applied(conn, &plan.version_table).await?;
-    let present = rows.iter().any(|r| r.revision == m.revision);
+    // A squash is done when another process recorded any of its chain.
+    let present = rows
+        .iter()
+        .any(|r| r.revision == m.revision || m.replaces.contains(&r.revision));
     Ok(match m.direction {
         Direction::Up => present,
         Direction::Down => !present,
@@ -1011,26 +1079,21 @@ pub async fn stamp(
     let dialect = conn.dialect();
     conn.execute(&version_table_sql(dialect, version_table))
         .await?;
+    crate::stored::ensure_columns(conn, version_table).await?;
     conn.execute(begin_sql(dialect)).await?;
     let result = async {
         conn.execute(&format!("DELETE FROM {}", quote(version_table)))
             .await?;
-        let checksums: BTreeMap<&str, String> = history
+        for m in history
             .migrations()
             .iter()
-            .map(|m| (m.revision.as_str(), m.checksum()))
-            .collect();
-        for rev in history
-            .migrations()
-            .iter()
-            .map(|m| m.revision.as_str())
-            .filter(|r| revisions.contains(*r))
+            .filter(|m| revisions.contains(&m.revision))
         {
-            conn.execute(&format!(
-                "INSERT INTO {} (version_num, checksum) VALUES ({}, {})",
-                quote(version_table),
-                sql_string(rev),
-                sql_string(&checksums[rev])
+            conn.execute(&crate::stored::insert_sql(
+                history,
+                m,
+                dialect,
+                version_table,
             ))
             .await?;
         }

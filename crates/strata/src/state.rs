@@ -41,10 +41,14 @@ pub enum HistoryError {
         message: String,
         error: Irreversible,
     },
+    #[error(
+        "squash migration {revision} replaces {missing}, whose migration is gone; keep the replaced migrations listed while the squash is"
+    )]
+    SquashWithoutOriginal { revision: String, missing: String },
     #[error("{0:?} is not a revision, head, heads, base, +N or -N")]
     BadTarget(String),
     #[error(
-        "the database is at revision {0}, which no migration file knows; restore the file or stamp the database"
+        "the database is at revision {0}, which this binary does not know (applied by a newer release, or its file was removed); run the release that has it, or downgrade below it (the SQL stored when it was applied undoes it)"
     )]
     UnknownApplied(String),
 }
@@ -55,6 +59,8 @@ pub struct History {
     /// Topological order, ties kept in the order the migrations were given.
     ordered: Vec<Migration>,
     position: BTreeMap<String, usize>,
+    /// Squash migrations, kept beside the graph: see [`crate::squash`].
+    squashes: Vec<Migration>,
 }
 
 /// Which way a migration runs.
@@ -68,6 +74,9 @@ pub enum Direction {
 impl History {
     /// Checks ids and parents and orders the migrations parents-first.
     pub fn new(migrations: Vec<Migration>) -> Result<Self, HistoryError> {
+        // A squash stands for a chain of the graph rather than joining it.
+        let (squashes, migrations): (Vec<Migration>, Vec<Migration>) =
+            migrations.into_iter().partition(|m| !m.replaces.is_empty());
         let mut seen = BTreeSet::new();
         for m in &migrations {
             if !seen.insert(m.revision.clone()) {
@@ -98,12 +107,32 @@ impl History {
             placed.insert(m.revision.clone());
             ordered.push(m);
         }
-        let position = ordered
+        let position: BTreeMap<String, usize> = ordered
             .iter()
             .enumerate()
             .map(|(i, m)| (m.revision.clone(), i))
             .collect();
-        Ok(History { ordered, position })
+        for squash in &squashes {
+            if let Some(missing) = squash.replaces.iter().find(|r| !position.contains_key(*r)) {
+                return Err(HistoryError::SquashWithoutOriginal {
+                    revision: squash.revision.clone(),
+                    missing: missing.clone(),
+                });
+            }
+            if !seen.insert(squash.revision.clone()) {
+                return Err(HistoryError::Duplicate(squash.revision.clone()));
+            }
+        }
+        Ok(History {
+            ordered,
+            position,
+            squashes,
+        })
+    }
+
+    /// The squash migrations, each standing for a chain of [`History::migrations`].
+    pub fn squashes(&self) -> &[Migration] {
+        &self.squashes
     }
 
     /// Every migration, parents before children.

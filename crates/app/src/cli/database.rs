@@ -109,6 +109,37 @@ pub enum DatabaseCommand {
         #[arg(long)]
         strict: bool,
     },
+    /// Accept migrations edited after they were applied: show, per applied revision whose file
+    /// no longer matches its checksum, what differs, then rewrite the stored checksum (and the
+    /// downgrade SQL stored beside it) to the file's current ones. Nothing in the schema is
+    /// changed: make the database match the edit first. Asks on a terminal; elsewhere needs
+    /// --yes.
+    Repair {
+        /// Only this revision (or unique prefix); with it, also refresh a revision whose checksum
+        /// matches (its stored downgrade SQL, message and parents).
+        revision: Option<String>,
+        /// Rewrite without asking.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// Write one migration that stands for a chain: the migrations after FROM (default: from
+    /// the first) up to and including TO, as their net schema change, declaring
+    /// `.replaces(&[...])`. A new database runs it in place of the chain; a database partway
+    /// through the chain continues with the originals; one past it has nothing to do. Refuses a
+    /// chain with raw SQL, Rust data steps or hand-written downgrades. Keep the replaced files
+    /// while the squash is listed. Needs no database; rebuild afterwards.
+    Squash {
+        /// The last migration to squash (a revision or unique prefix) when it is the only
+        /// argument; otherwise FROM: base, or the revision the squash starts after.
+        #[arg(value_name = "FROM|TO")]
+        first: String,
+        /// The last migration to squash, when FROM is given.
+        #[arg(value_name = "TO")]
+        second: Option<String>,
+        /// What the squash is, in a few words (it names the file) [default: squash FIRST to LAST].
+        #[arg(short, long)]
+        message: Option<String>,
+    },
     /// Diagnose the database: connection, pool settings, schema revision and drift, and
     /// backend checks (SQLite integrity, foreign keys, journal mode; PostgreSQL sizes, unused
     /// indexes, slow statements, long sessions). Exits 1 when any finding fails.
@@ -242,6 +273,8 @@ pub async fn run(command: DatabaseCommand, settings: &Settings) -> Result<(), Cl
                     report.bytes
                 );
             }
+            // A binary older or newer than the files would report "already at head".
+            migrate::ensure_binary_matches_files(db_settings)?;
             migrate_online(settings, Direction::Up, &target).await
         }
         DatabaseCommand::Downgrade { target, sql: false } => {
@@ -254,6 +287,14 @@ pub async fn run(command: DatabaseCommand, settings: &Settings) -> Result<(), Cl
         DatabaseCommand::Stamp { revision } => stamp(settings, &revision).await,
         DatabaseCommand::Check { format, strict } => {
             check(settings, format, strict || db_settings.migration_strict).await
+        }
+        DatabaseCommand::Squash {
+            first,
+            second,
+            message,
+        } => super::versions::squash(settings, &first, second.as_deref(), message.as_deref()),
+        DatabaseCommand::Repair { revision, yes } => {
+            super::versions::repair(settings, revision.as_deref(), yes).await
         }
         DatabaseCommand::Doctor { format } => doctor(settings, format).await,
         DatabaseCommand::Adopt(args) => super::adopt::adopt(settings, args).await,
@@ -591,8 +632,14 @@ async fn current(settings: &Settings, format: Format) -> Result<(), CliError> {
                 };
                 println!("{rev}{head} {message}");
             }
-            for rev in &status.unknown {
-                println!("{rev} (unknown to this binary)");
+            if !status.unknown.is_empty() {
+                let db = connect_for_tooling(&settings.database).await?;
+                let stored = migrate::stored(&db, &settings.database).await;
+                db.close().await;
+                let stored = stored.unwrap_or_default();
+                for rev in &status.unknown {
+                    println!("{}", super::versions::newer_release_line(rev, &stored));
+                }
             }
             if !status.pending.is_empty() {
                 println!(
@@ -628,22 +675,36 @@ fn adoption_line(record: &AdoptionRecord) -> String {
 async fn history(settings: &Settings, verbose: bool, format: Format) -> Result<(), CliError> {
     let history = migrate::history()?;
     // History needs no database; show what is applied (and an adoption) when one answers.
-    let (applied, adoption): (Vec<String>, Option<AdoptionRecord>) =
-        match connect_for_tooling(&settings.database).await {
-            Ok(db) => {
-                let status = migrate::status(&db, &settings.database).await.ok();
-                let adoption = migrate::adoption(&db, &settings.database)
+    let (applied, adoption, stored): (
+        Vec<String>,
+        Option<AdoptionRecord>,
+        Vec<migrate::StoredRevision>,
+    ) = match connect_for_tooling(&settings.database).await {
+        Ok(db) => {
+            let status = migrate::status(&db, &settings.database).await.ok();
+            let stored = match &status {
+                Some(s) if !s.unknown.is_empty() => migrate::stored(&db, &settings.database)
                     .await
-                    .ok()
-                    .flatten();
-                db.close().await;
-                let applied = status
-                    .map(|s| s.applied.into_iter().map(|r| r.revision).collect())
-                    .unwrap_or_default();
-                (applied, adoption)
-            }
-            Err(_) => (Vec::new(), None),
-        };
+                    .unwrap_or_default(),
+                _ => Vec::new(),
+            };
+            let adoption = migrate::adoption(&db, &settings.database)
+                .await
+                .ok()
+                .flatten();
+            db.close().await;
+            let applied = status
+                .map(|s| s.applied.into_iter().map(|r| r.revision).collect())
+                .unwrap_or_default();
+            (applied, adoption, stored)
+        }
+        Err(_) => (Vec::new(), None, Vec::new()),
+    };
+    // Applied revisions no migration of this binary has: a newer release applied them.
+    let newer: Vec<&migrate::StoredRevision> = stored
+        .iter()
+        .filter(|r| !strata::stored::is_known(&history, &r.revision))
+        .collect();
     let heads = history.heads();
     match format {
         Format::Json => {
@@ -665,12 +726,29 @@ async fn history(settings: &Settings, verbose: bool, format: Format) -> Result<(
                     })
                 })
                 .collect();
-            match &adoption {
-                Some(record) => print_json(&serde_json::json!({
+            let newer: Vec<serde_json::Value> = newer
+                .iter()
+                .map(|r| {
+                    serde_json::json!({
+                        "revision": r.revision,
+                        "parents": r.parents,
+                        "message": r.message,
+                        "appliedAt": r.applied_at,
+                        "downgradeStored": matches!(r.downgrade, migrate::StoredDowngrade::Sql(_)),
+                    })
+                })
+                .collect();
+            match (&adoption, newer.is_empty()) {
+                (Some(record), _) => print_json(&serde_json::json!({
                     "migrations": items,
                     "adoption": record,
+                    "appliedByNewerRelease": newer,
                 })),
-                None => print_json(&items),
+                (None, false) => print_json(&serde_json::json!({
+                    "migrations": items,
+                    "appliedByNewerRelease": newer,
+                })),
+                (None, true) => print_json(&items),
             }
         }
         Format::Text => {
@@ -705,10 +783,28 @@ async fn history(settings: &Settings, verbose: bool, format: Format) -> Result<(
                     ]
                 })
                 .collect();
+            let mut rows = rows;
+            rows.extend(newer.iter().map(|r| {
+                vec![
+                    r.revision.clone(),
+                    r.parents.join(","),
+                    String::new(),
+                    "applied by a newer release".to_string(),
+                    r.message.clone().unwrap_or_default(),
+                ]
+            }));
             print_table(
                 &["revision", "parents", "created", "state", "message"],
                 &rows,
             );
+            for squash in history.squashes() {
+                println!(
+                    "\nsquash {} ({}) stands for {}: a new database runs it in place of them",
+                    squash.revision,
+                    squash.message,
+                    squash.replaces.join(", ")
+                );
+            }
             if let Some(record) = &adoption {
                 println!(
                     "\n{}; revisions marked adopted cannot be downgraded (restore the backup instead)",
@@ -883,13 +979,18 @@ async fn check(settings: &Settings, format: Format, strict: bool) -> Result<(), 
             }
         }
     }
-    if report.is_clean() {
-        strict_failure(findings, "the migrations not applied yet need review")
-    } else {
+    if !report.is_clean() {
         print_lint(&findings);
         Err(CliError::Drift(
             report.database_drift.len() + report.model_drift.len() + report.invalid_indexes.len(),
         ))
+    } else if !report.pending.is_empty() {
+        // Strict: the findings of what an upgrade would run come first.
+        strict_failure(findings, "the migrations not applied yet need review")?;
+        // As `alembic check`: a database behind head is not ready for this release.
+        Err(CliError::Behind(report.pending.len()))
+    } else {
+        Ok(())
     }
 }
 

@@ -5,6 +5,7 @@ mod database;
 mod output;
 mod portable;
 mod user;
+mod versions;
 
 use std::process::ExitCode;
 
@@ -90,6 +91,8 @@ pub enum CliError {
     Usage(String),
     #[error("check found {0} difference(s)")]
     Drift(usize),
+    #[error("the database is {0} revision(s) behind head: run `app database upgrade`")]
+    Behind(usize),
     #[error("doctor found {0} failing check(s)")]
     Doctor(usize),
     #[error(transparent)]

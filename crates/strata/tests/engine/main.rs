@@ -7,6 +7,8 @@ mod production;
 mod lossless;
 mod rebuilds;
 mod fidelity;
+mod history_table;
 mod runner;
+mod squash;
 mod support;
 mod writer_roundtrip;
