@@ -378,8 +378,7 @@ pub fn plan_migration(
         }
     };
     let atomic = migration.atomic || dialect == Dialect::Sqlite;
-    let (steps, rebuilds_tables) =
-        plan_steps(migration, &operations, &mut state, dialect, atomic)?;
+    let (steps, rebuilds_tables) = plan_steps(migration, &operations, &mut state, dialect, atomic)?;
     let checksum = crate::checksum::current(migration);
     let version_sql = match direction {
         // The row keeps the downgrade too, for a binary that will not know this revision.

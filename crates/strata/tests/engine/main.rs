@@ -3,11 +3,11 @@
 //! writer's golden files.
 
 mod adopt;
-mod production;
-mod lossless;
-mod rebuilds;
 mod fidelity;
 mod history_table;
+mod lossless;
+mod production;
+mod rebuilds;
 mod runner;
 mod squash;
 mod support;
