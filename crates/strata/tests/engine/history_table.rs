@@ -20,6 +20,7 @@ on_both_dialects!(
     a_downgrade_that_runs_rust_code_is_refused_without_its_release,
     an_old_version_table_and_v1_checksums_keep_working,
     a_checksum_mismatch_shows_what_differs_and_repair_accepts_it,
+    an_older_binary_undoes_a_concurrent_index_build,
 );
 
 fn col(name: &str, ty: ColumnType) -> Column {
@@ -309,4 +310,39 @@ async fn a_checksum_mismatch_shows_what_differs_and_repair_accepts_it(dialect: D
     let old = history(vec![r1()]);
     down(&mut conn, &old, "r1").await.unwrap();
     assert_matches_history(&mut conn, &old, "the edited revision undone from storage").await;
+}
+
+/// An index built CONCURRENTLY outside a transaction (PostgreSQL), undone by a binary that does
+/// not know it: its stored downgrade runs statement by statement outside a transaction too, as
+/// `DROP INDEX CONCURRENTLY` refuses to run inside one.
+async fn an_older_binary_undoes_a_concurrent_index_build(dialect: Dialect) {
+    let db = TestDb::fresh(dialect).await;
+    let mut conn = db.connect().await;
+    let indexes = Migration::new("r5", &["r1"], "book titles (indexes)", "t")
+        .operations(vec![create_index("book", "ix_book_title", &["title"])])
+        .atomic(false);
+    let old = history(vec![r1()]);
+    let new = history(vec![r1(), indexes]);
+    up(&mut conn, &new, "head").await.unwrap();
+    seed(&mut conn).await;
+    let stored = Migrator::new(old.clone(), VERSION_TABLE)
+        .stored(&mut conn)
+        .await
+        .unwrap();
+    let row = stored.iter().find(|r| r.revision == "r5").unwrap();
+    match (&row.downgrade, dialect) {
+        (strata::stored::StoredDowngrade::Sql(sql), Dialect::Postgres) => {
+            assert!(sql.contains("DROP INDEX CONCURRENTLY"), "{sql}")
+        }
+        (strata::stored::StoredDowngrade::Sql(sql), Dialect::Sqlite) => {
+            assert!(sql.contains("DROP INDEX"), "{sql}")
+        }
+        (other, _) => panic!("no stored SQL: {other:?}"),
+    }
+
+    let undone = down(&mut conn, &old, "r1").await.unwrap();
+    assert_eq!(undone, ["r5"]);
+    assert_eq!(applied_set(&mut conn).await, ["r1".to_string()].into());
+    assert_matches_history(&mut conn, &old, "the index is gone").await;
+    assert_eq!(scalar_i64(&mut conn, "SELECT COUNT(*) FROM book").await, 1);
 }
