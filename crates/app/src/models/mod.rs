@@ -4,6 +4,7 @@
 
 mod audit;
 pub mod login_failure;
+pub mod revoked_token;
 pub mod role;
 pub mod schema;
 pub mod tag;
@@ -20,7 +21,8 @@ pub fn now() -> chrono::DateTime<chrono::Utc> {
 }
 
 /// The tables of the domain model, parents before the tables whose keys point at them. Not
-/// `login_failure`: the login throttle's short-lived bookkeeping, which no other table refers to.
+/// `login_failure` and `revoked_token`: short-lived bookkeeping of sign-in and logout, which no
+/// other table refers to.
 pub const TABLES: [&str; 6] = [
     "user_account",
     "role",

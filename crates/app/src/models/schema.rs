@@ -18,7 +18,8 @@ use strata::{
 };
 
 use super::{
-    login_failure, role, tag, todo, user_account, user_account_role, user_account_todo_tag,
+    login_failure, revoked_token, role, tag, todo, user_account, user_account_role,
+    user_account_todo_tag,
 };
 
 /// Whether `create_all` may find some tables already there.
@@ -95,7 +96,8 @@ pub fn target() -> Schema {
         .with_table(table_of(tag::Entity))
         .with_table(table_of(todo::Entity))
         .with_table(table_of(user_account_todo_tag::Entity))
-        .with_table(table_of(login_failure::Entity));
+        .with_table(table_of(login_failure::Entity))
+        .with_table(table_of(revoked_token::Entity));
     for extra in extras() {
         match extra {
             Extra::Check {

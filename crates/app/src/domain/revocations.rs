@@ -1,0 +1,103 @@
+//! Logout's revocations, in the database: a revoked token answers 401 on every instance at
+//! once, and no list in process memory decides access.
+//!
+//! [`revoke`] writes the token's id with its expiry (idempotently: a second logout of the same
+//! token, on any instance, changes nothing). [`holder`] loads a token's account and whether the
+//! token is revoked in one query, an indexed lookup by primary key folded into the lookup each
+//! authenticated request makes anyway. A revocation is only needed until the token expires (an
+//! expired token is refused on its own), so each logout also deletes up to
+//! [`CLEANUP_BATCH`] expired rows: the table holds the revocations of unexpired tokens plus a
+//! backlog that each logout shrinks, and an idle service adds none.
+
+use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult,
+    QueryFilter, QueryResult, QuerySelect,
+};
+
+use super::tokens::Claims;
+use crate::models::{revoked_token, user_account};
+
+/// How many expired revocations one logout deletes at most: enough to outpace any rate of
+/// logouts (each adds one row), small enough to keep a logout quick after a long pause.
+pub const CLEANUP_BATCH: u64 = 1000;
+
+/// The latest expiry stored, 9999-12-31T23:59:59Z: a token's `exp` can be any number, and
+/// both databases keep (and SQLite compares, as text) four-digit years only.
+const LATEST_EXPIRY: i64 = 253_402_300_799;
+
+/// Refuses the token from now on, on every instance, until its expiry; then deletes up to
+/// [`CLEANUP_BATCH`] revocations that have expired. Revoking a revoked token is harmless.
+pub async fn revoke<C: ConnectionTrait>(db: &C, claims: &Claims) -> Result<(), DbErr> {
+    let now = crate::models::now();
+    let expires_at = chrono::DateTime::from_timestamp(Ord::min(claims.exp, LATEST_EXPIRY), 0)
+        .unwrap_or(chrono::DateTime::<chrono::Utc>::MIN_UTC);
+    let row = revoked_token::ActiveModel {
+        jti: Set(claims.jti),
+        expires_at: Set(expires_at),
+        created_at: Set(now),
+        updated_at: Set(now),
+    };
+    revoked_token::Entity::insert(row)
+        .on_conflict(
+            OnConflict::column(revoked_token::Column::Jti)
+                .do_nothing()
+                .to_owned(),
+        )
+        .exec_without_returning(db)
+        .await?;
+    // The revocation holds whatever happens to the cleanup; the next logout tries again.
+    if let Err(err) = delete_expired(db, CLEANUP_BATCH).await {
+        tracing::warn!(error = %err, "could not delete expired token revocations");
+    }
+    Ok(())
+}
+
+/// Deletes up to `limit` revocations whose tokens have expired, oldest first; the number
+/// deleted.
+pub async fn delete_expired<C: ConnectionTrait>(db: &C, limit: u64) -> Result<u64, DbErr> {
+    use revoked_token::Column as R;
+    let expired = Query::select()
+        .column(R::Jti)
+        .from(revoked_token::Entity)
+        .and_where(Expr::col(R::ExpiresAt).lte(crate::models::now()))
+        .order_by(R::ExpiresAt, sea_orm::Order::Asc)
+        .limit(limit)
+        .to_owned();
+    let deleted = revoked_token::Entity::delete_many()
+        .filter(R::Jti.in_subquery(expired))
+        .exec(db)
+        .await?;
+    Ok(deleted.rows_affected)
+}
+
+/// The account a token was issued to, and whether the token was revoked.
+#[derive(Debug, Clone)]
+pub struct Holder {
+    pub user: user_account::Model,
+    pub revoked: bool,
+}
+
+impl FromQueryResult for Holder {
+    fn from_query_result(row: &QueryResult, pre: &str) -> Result<Self, DbErr> {
+        Ok(Holder {
+            user: user_account::Model::from_query_result(row, pre)?,
+            revoked: row.try_get(pre, "revoked")?,
+        })
+    }
+}
+
+/// The token's account with whether the token is revoked, in one query; `None` when the
+/// account is gone.
+pub async fn holder<C: ConnectionTrait>(db: &C, claims: &Claims) -> Result<Option<Holder>, DbErr> {
+    let revoked = Query::select()
+        .expr(Expr::val(1))
+        .from(revoked_token::Entity)
+        .and_where(Expr::col((revoked_token::Entity, revoked_token::Column::Jti)).eq(claims.jti))
+        .to_owned();
+    user_account::Entity::find_by_id(claims.sub)
+        .expr_as(Expr::exists(revoked), "revoked")
+        .into_model::<Holder>()
+        .one(db)
+        .await
+}
