@@ -11,9 +11,10 @@ use sea_orm::entity::prelude::*;
 #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
 #[sea_orm(table_name = "revoked_token")]
 pub struct Model {
-    /// The token's `jti` (a UUIDv7, so rows sort by when the token was issued).
+    /// The token's `jti` (a UUIDv7, so rows sort by when the token was issued); named `id` as
+    /// every table's key is.
     #[sea_orm(primary_key, auto_increment = false)]
-    pub jti: Uuid,
+    pub id: Uuid,
     /// The token's `exp`: past it the token is refused as expired, and the row can go.
     #[sea_orm(indexed)]
     pub expires_at: DateTimeUtc,
@@ -21,6 +22,6 @@ pub struct Model {
     pub updated_at: DateTimeUtc,
 }
 
-// The audit macro expects an `id`; a revocation is keyed by its token's id and never updated,
-// so the domain sets every column itself.
+// No `audited_behavior!`: the key is the token's id, not a fresh one, and a revocation is
+// written once and never updated, so the domain sets every column itself.
 impl ActiveModelBehavior for ActiveModel {}

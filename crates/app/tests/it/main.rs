@@ -17,6 +17,7 @@ mod migrations;
 mod pool;
 mod portable;
 mod restart;
+mod revocations;
 mod roles;
 mod shutdown;
 mod tags;
