@@ -12,7 +12,7 @@
 use sea_orm::sea_query::{Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, FromQueryResult,
-    QueryFilter, QueryOrder, QueryResult, QuerySelect,
+    QueryFilter, QueryOrder, QueryResult, QuerySelect, Select,
 };
 use uuid::Uuid;
 
@@ -101,14 +101,15 @@ impl FromQueryResult for Holder {
 /// The token's account with whether the token is revoked, in one query; `None` when the
 /// account is gone.
 pub async fn holder<C: ConnectionTrait>(db: &C, claims: &Claims) -> Result<Option<Holder>, DbErr> {
+    holder_query(claims).into_model::<Holder>().one(db).await
+}
+
+/// [`holder`]'s query: the account by key, with `EXISTS` on the revocation's key.
+pub fn holder_query(claims: &Claims) -> Select<user_account::Entity> {
     let revoked = Query::select()
         .expr(Expr::val(1))
         .from(revoked_token::Entity)
         .and_where(Expr::col((revoked_token::Entity, revoked_token::Column::Id)).eq(claims.jti))
         .to_owned();
-    user_account::Entity::find_by_id(claims.sub)
-        .expr_as(Expr::exists(revoked), "revoked")
-        .into_model::<Holder>()
-        .one(db)
-        .await
+    user_account::Entity::find_by_id(claims.sub).expr_as(Expr::exists(revoked), "revoked")
 }

@@ -8,7 +8,7 @@ use app::domain::tokens::Tokens;
 use app::http::AppState;
 use app::models::revoked_token;
 use sea_orm::ActiveValue::Set;
-use sea_orm::{EntityTrait, TransactionTrait};
+use sea_orm::{ConnectionTrait, DbBackend, EntityTrait, QueryTrait, Statement, TransactionTrait};
 use uuid::Uuid;
 
 use crate::access::login;
@@ -222,6 +222,43 @@ async fn a_database_that_cannot_answer_the_check_gives_503(kind: Kind) {
     held.rollback().await.unwrap();
     let (status, _) = answer(me().send().await.unwrap()).await;
     assert_eq!(status, 401);
+}
+
+/// The check every authenticated request makes is a lookup by key in `revoked_token`, however
+/// many rows it holds: no scan of the table.
+#[tokio::test]
+async fn the_check_looks_the_token_up_by_key_on_postgres() {
+    let app = TestApp::spawn(Kind::Postgres).await;
+    let ann = signed_in(&app, "ann@example.com").await;
+    let claims = app.tokens().verify(&ann.token).unwrap();
+    let db = app.db.connect(&[("DATABASE_POOL_SIZE", "1")]).await;
+    db.conn()
+        .execute_unprepared(
+            "INSERT INTO revoked_token \
+             SELECT gen_random_uuid(), now() + interval '1 hour', now(), now() \
+             FROM generate_series(1, 20000); \
+             ANALYZE revoked_token",
+        )
+        .await
+        .unwrap();
+    let query = revocations::holder_query(&claims).build(DbBackend::Postgres);
+    let explain = Statement::from_sql_and_values(
+        DbBackend::Postgres,
+        format!("EXPLAIN {}", query.sql),
+        query.values.map(|values| values.0).unwrap_or_default(),
+    );
+    let plan: Vec<String> = db
+        .conn()
+        .query_all_raw(explain)
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.try_get_by_index::<String>(0).unwrap())
+        .collect();
+    let plan = plan.join("\n");
+    assert!(plan.contains("revoked_token_pkey"), "{plan}");
+    assert!(!plan.contains("Seq Scan on revoked_token"), "{plan}");
+    db.close().await;
 }
 
 on_both_databases!(
