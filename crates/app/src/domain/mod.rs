@@ -3,6 +3,7 @@
 
 pub mod accounts;
 pub mod passwords;
+pub mod revocations;
 pub mod roles;
 pub mod tags;
 pub mod todos;

@@ -7,10 +7,9 @@
 //! [`Claims::check_holder`] refuses it once the password changed (as Django's session hash
 //! does): every new hash has a fresh salt, so every change counts, on every instance, with no
 //! state beyond the account's row. Logout revokes a token's id until it would have expired
-//! anyway; the list lives in this process (a restart forgets it, and tokens are short-lived).
+//! anyway; the revocations live in the database, shared by every instance
+//! ([`super::revocations`]), so this service holds nothing but its keys.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
@@ -91,7 +90,6 @@ pub struct Tokens {
     encoding: EncodingKey,
     decoding: DecodingKey,
     lifetime: Duration,
-    revoked: Mutex<HashMap<Uuid, i64>>,
 }
 
 impl std::fmt::Debug for Tokens {
@@ -108,7 +106,6 @@ impl Tokens {
             encoding: EncodingKey::from_secret(secret.as_bytes()),
             decoding: DecodingKey::from_secret(secret.as_bytes()),
             lifetime,
-            revoked: Mutex::new(HashMap::new()),
         }
     }
 
@@ -148,9 +145,10 @@ impl Tokens {
         jsonwebtoken::encode(&Header::new(Algorithm::HS256), claims, &self.encoding)
     }
 
-    /// The claims of a valid, unexpired, unrevoked HS256 token whose `nbf` has come and whose
-    /// `iat` is not in the future (both within [`CLOCK_LEEWAY_SECS`]). Whether the account
-    /// still accepts it is [`Claims::check_holder`]'s question.
+    /// The claims of a valid, unexpired HS256 token whose `nbf` has come and whose `iat` is not
+    /// in the future (both within [`CLOCK_LEEWAY_SECS`]). Whether it was revoked is the
+    /// database's question ([`super::revocations::holder`]), and whether the account still
+    /// accepts it [`Claims::check_holder`]'s.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = 0;
@@ -172,23 +170,7 @@ impl Tokens {
         if claims.iat > latest {
             return Err(TokenError::IssuedInFuture);
         }
-        if self.is_revoked(&claims.jti) {
-            return Err(TokenError::Revoked);
-        }
         Ok(claims)
-    }
-
-    /// Refuses the token from now on, until its expiry.
-    pub fn revoke(&self, claims: &Claims) {
-        let now = chrono::Utc::now().timestamp();
-        let mut revoked = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
-        revoked.retain(|_, exp| *exp > now);
-        revoked.insert(claims.jti, claims.exp);
-    }
-
-    fn is_revoked(&self, jti: &Uuid) -> bool {
-        let revoked = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
-        revoked.contains_key(jti)
     }
 }
 
@@ -201,14 +183,13 @@ mod tests {
     }
 
     #[test]
-    fn issue_verify_revoke() {
+    fn issue_verify() {
         let t = tokens();
         let user = Uuid::now_v7();
         let token = t.issue(user).unwrap();
         let claims = t.verify(&token).unwrap();
         assert_eq!(claims.sub, user);
-        t.revoke(&claims);
-        assert_eq!(t.verify(&token), Err(TokenError::Revoked));
+        assert_eq!(t.verify(&token), Ok(claims), "verifying changes nothing");
     }
 
     #[test]

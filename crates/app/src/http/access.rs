@@ -23,6 +23,7 @@ use super::error::{ApiError, FieldError, Problem};
 use super::extract::{CurrentUser, Form, Json};
 use super::users::UserView;
 use crate::domain::accounts::{self, SignIn, SignInError};
+use crate::domain::revocations;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -241,7 +242,7 @@ impl IntoResponse for LoginRefused {
     }
 }
 
-/// Sign out: the token answers 401 from now on.
+/// Sign out: the token answers 401 from now on, on every instance.
 #[utoipa::path(
     post,
     path = "/api/access/logout",
@@ -251,10 +252,13 @@ impl IntoResponse for LoginRefused {
     ),
     security(("bearer" = []), ("oauth2" = []))
 )]
-async fn logout(current: CurrentUser, State(state): State<AppState>) -> StatusCode {
-    state.tokens.revoke(&current.claims);
+async fn logout(
+    current: CurrentUser,
+    State(state): State<AppState>,
+) -> Result<StatusCode, ApiError> {
+    revocations::revoke(state.db.conn(), &current.claims).await?;
     tracing::info!(user_id = %current.user.id, "signed out");
-    StatusCode::NO_CONTENT
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// The signed-in account, with its roles.

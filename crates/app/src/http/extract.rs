@@ -15,13 +15,13 @@ use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
 use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use sea_orm::EntityTrait;
 use serde::de::DeserializeOwned;
 
 use super::AppState;
 use super::error::{ApiError, FieldError};
+use crate::domain::revocations::{self, Holder};
 use crate::domain::tags::NUL_MESSAGE;
-use crate::domain::tokens::Claims;
+use crate::domain::tokens::{Claims, TokenError};
 use crate::models::user_account;
 
 /// A JSON body; a bad one answers 400 (not JSON), 413 (too large), 415 (not
@@ -351,12 +351,16 @@ impl FromRequestParts<AppState> for CurrentUser {
             .tokens
             .verify(token)
             .map_err(|err| ApiError::Unauthorized(err.to_string()))?;
-        let user = user_account::Entity::find_by_id(claims.sub)
-            .one(state.db.conn())
+        // One query for the account and the revocation, on the database every instance
+        // shares; an error there answers 503 (or 500), never lets the token through.
+        let Holder { user, revoked } = revocations::holder(state.db.conn(), &claims)
             .await?
             .ok_or_else(|| {
                 ApiError::Unauthorized("the account of this token no longer exists".into())
             })?;
+        if revoked {
+            return Err(ApiError::Unauthorized(TokenError::Revoked.to_string()));
+        }
         claims
             .check_holder(&user)
             .map_err(|err| ApiError::Unauthorized(err.to_string()))?;

@@ -14,6 +14,9 @@ mod m_0228a2248923;
 
 #[path = "2026-12-01_login_failures_ba33124e89af.rs"]
 mod m_ba33124e89af;
+
+#[path = "2026-12-01_token_revocations_acce0a353bde.rs"]
+mod m_acce0a353bde;
 // strata:modules
 
 /// Every migration, oldest first.
@@ -23,6 +26,7 @@ pub fn all() -> Vec<strata::Migration> {
         m_363878e3d4c3::migration(),
         m_0228a2248923::migration(),
         m_ba33124e89af::migration(),
+        m_acce0a353bde::migration(),
         // strata:list
     ]
 }

@@ -4,6 +4,7 @@
 
 mod audit;
 pub mod login_failure;
+pub mod revoked_token;
 pub mod role;
 pub mod schema;
 pub mod tag;
@@ -81,6 +82,8 @@ register_entities! {
     tag: data,
     todo: data,
     user_account_todo_tag: data,
-    // The login throttle's short-lived bookkeeping, which no other table refers to.
+    // Short-lived bookkeeping of sign-in (the login throttle) and logout (revoked tokens),
+    // which no other table refers to.
     login_failure: bookkeeping,
+    revoked_token: bookkeeping,
 }

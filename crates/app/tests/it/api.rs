@@ -93,6 +93,21 @@ impl TestApp {
         }
     }
 
+    /// Another server on this database with the same settings (so the same signing key), as
+    /// a second instance behind a load balancer: it shares nothing with this one but the
+    /// database.
+    pub async fn another_instance(&self) -> Instance {
+        let app = Application::build(self.settings.clone())
+            .await
+            .expect("the second instance builds");
+        let base = format!("http://127.0.0.1:{}", app.port());
+        tokio::spawn(app.run_until_stopped());
+        Instance {
+            base,
+            client: reqwest::Client::new(),
+        }
+    }
+
     /// The server's token service (to forge expired or foreign tokens in tests).
     pub fn tokens(&self) -> &Tokens {
         &self.tokens
@@ -112,6 +127,26 @@ impl TestApp {
 
     pub fn delete(&self, path: &str, user: &TestUser) -> reqwest::RequestBuilder {
         self.client.delete(self.url(path)).bearer_auth(&user.token)
+    }
+}
+
+/// A further server made by [`TestApp::another_instance`], stopped with the test's runtime.
+pub struct Instance {
+    pub base: String,
+    pub client: reqwest::Client,
+}
+
+impl Instance {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    pub fn get(&self, path: &str, user: &TestUser) -> reqwest::RequestBuilder {
+        self.client.get(self.url(path)).bearer_auth(&user.token)
+    }
+
+    pub fn post(&self, path: &str, user: &TestUser) -> reqwest::RequestBuilder {
+        self.client.post(self.url(path)).bearer_auth(&user.token)
     }
 }
 

@@ -62,8 +62,9 @@ async fn doctor_healthy_postgres() {
     let report = healthy_database_passes(Kind::Postgres).await;
     let unused = finding(&report, "unused indexes");
     assert_eq!(unused["status"], "warn", "{report:#}");
+    // The first few by size then table name are named: which ones depends on the tables.
     assert!(
-        unused["detail"].as_str().unwrap().contains("todo"),
+        unused["detail"].as_str().unwrap().contains(".ix_"),
         "{unused}"
     );
     let pk = unused["detail"].as_str().unwrap();

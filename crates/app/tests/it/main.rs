@@ -21,6 +21,7 @@ mod pool;
 mod portable;
 mod registration;
 mod restart;
+mod revocations;
 mod roles;
 mod shutdown;
 mod squash;
