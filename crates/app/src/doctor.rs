@@ -112,10 +112,13 @@ where
         Ok(ping) => findings.push(Finding::ok(
             "connection",
             format!(
-                "{} {}, round trip {:.2} ms",
+                "{} {}, round trip {:.2} ms{}",
                 ping.backend,
                 ping.server_version,
-                ping.round_trip.as_secs_f64() * 1000.0
+                ping.round_trip.as_secs_f64() * 1000.0,
+                ping.encryption
+                    .map(|tls| format!(", encryption {tls}"))
+                    .unwrap_or_default()
             ),
         )),
         Err(err) => {

@@ -112,6 +112,13 @@ fn pg_command(tool: &Path, options: &PgConnectOptions, password: Option<&str>) -
         Some(password) => cmd.env("PGPASSWORD", password),
         None => cmd.env_remove("PGPASSWORD"),
     };
+    // The tool encrypts and verifies as the service does (sslmode, sslrootcert, ...).
+    for (var, value) in crate::config::pg_tool_tls_env(options) {
+        match value {
+            Some(value) => cmd.env(var, value),
+            None => cmd.env_remove(var),
+        };
+    }
     cmd
 }
 

@@ -334,17 +334,24 @@ async fn ping(settings: &Settings, format: Format) -> Result<(), CliError> {
             "backend": report.backend,
             "serverVersion": report.server_version,
             "roundTripMs": report.round_trip.as_secs_f64() * 1000.0,
+            "encryption": report.encryption,
             "url": settings.database.url.to_string(),
         })),
-        Format::Text => print_pairs(&[
-            ("backend", report.backend.to_string()),
-            ("server version", report.server_version),
-            (
-                "round trip",
-                format!("{:.2} ms", report.round_trip.as_secs_f64() * 1000.0),
-            ),
-            ("url", settings.database.url.to_string()),
-        ]),
+        Format::Text => {
+            let mut pairs = vec![
+                ("backend", report.backend.to_string()),
+                ("server version", report.server_version),
+                (
+                    "round trip",
+                    format!("{:.2} ms", report.round_trip.as_secs_f64() * 1000.0),
+                ),
+            ];
+            if let Some(encryption) = report.encryption {
+                pairs.push(("encryption", encryption));
+            }
+            pairs.push(("url", settings.database.url.to_string()));
+            print_pairs(&pairs)
+        }
     }
     Ok(())
 }

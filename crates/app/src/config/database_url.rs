@@ -9,6 +9,9 @@
 //! | `sqlite+aiosqlite:///:memory:`           | SQLite in memory                        |
 //! | `sqlite://db.sqlite3`, `sqlite:db.sqlite3` | SQLite file, as sqlx reads it         |
 //! | `sqlite::memory:`                        | SQLite in memory                        |
+//!
+//! TLS: libpq's `sslmode`, `sslrootcert`, `sslcert`, `sslkey`, or asyncpg's `ssl=<mode>`
+//! (see `pg_tls`).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -17,6 +20,7 @@ use std::str::FromStr;
 use sqlx::postgres::PgConnectOptions;
 
 use super::ConfigError;
+use super::pg_tls;
 
 const VAR: &str = "DATABASE_URL";
 
@@ -91,7 +95,7 @@ impl DatabaseUrl {
             | "postgresql+asyncpg"
             | "postgresql+psycopg"
             | "postgresql+psycopg2" => {
-                let url = format!("postgres:{rest}");
+                let url = pg_tls::normalize(&format!("postgres:{rest}")).map_err(invalid)?;
                 let options = PgConnectOptions::from_str(&url)
                     .map_err(|err| invalid(format!("not a PostgreSQL URL: {err}")))?;
                 let password = url::Url::parse(&url)

@@ -8,6 +8,7 @@
 mod database_url;
 mod migration;
 mod parse;
+mod pg_tls;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -17,6 +18,7 @@ use std::time::Duration;
 pub use database_url::{Backend, DatabaseUrl};
 pub use migration::MigrationTimeouts;
 use parse::Source;
+pub(crate) use pg_tls::tool_env as pg_tool_tls_env;
 
 /// A setting whose value cannot be used. Names the variable and the value it had.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

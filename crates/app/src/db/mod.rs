@@ -9,6 +9,7 @@
 //! whether work that failed so could have changed anything, so it can be run again.
 
 mod echo;
+mod encryption;
 mod error;
 pub use echo::count_statements;
 pub mod pool;
@@ -77,6 +78,9 @@ pub struct PingReport {
     pub backend: Backend,
     pub server_version: String,
     pub round_trip: Duration,
+    /// PostgreSQL only: the session's TLS version and cipher, or `none`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encryption: Option<String>,
 }
 
 impl Database {
@@ -262,10 +266,12 @@ impl Database {
         let server_version: String = row.try_get_by_index(0).map_err(|err| self.explain(err))?;
         let started = Instant::now();
         self.select_one().await?;
+        let round_trip = started.elapsed();
         Ok(PingReport {
             backend: self.backend,
             server_version,
-            round_trip: started.elapsed(),
+            round_trip,
+            encryption: self.encryption().await,
         })
     }
 

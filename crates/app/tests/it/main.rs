@@ -27,6 +27,7 @@ mod shutdown;
 mod squash;
 mod strict_lint;
 mod tags;
+mod tls;
 mod todos;
 mod user_cli;
 mod users;
