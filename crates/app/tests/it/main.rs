@@ -27,6 +27,7 @@ mod shutdown;
 mod squash;
 mod strict_lint;
 mod tags;
+mod todo_overlap;
 mod todos;
 mod user_cli;
 mod users;
