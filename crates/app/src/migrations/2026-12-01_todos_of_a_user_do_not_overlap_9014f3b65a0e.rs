@@ -15,21 +15,17 @@
 
 use strata::prelude::*;
 
-const UP: &str = "\
-DO $$
-BEGIN
-    CREATE EXTENSION IF NOT EXISTS btree_gist;
-EXCEPTION WHEN insufficient_privilege OR undefined_file OR feature_not_supported THEN
-    RAISE EXCEPTION 'todos of a user are kept from overlapping with the btree_gist extension, \
+// On one line: a failure names the SQL it ran, and the error stays one line.
+const UP: &str = "DO $$ BEGIN CREATE EXTENSION IF NOT EXISTS btree_gist; \
+EXCEPTION WHEN insufficient_privilege OR undefined_file OR feature_not_supported THEN \
+RAISE EXCEPTION 'todos of a user are kept from overlapping with the btree_gist extension, \
 which this role cannot create (%): have the database owner or a superuser run \
-CREATE EXTENSION btree_gist in this database, then upgrade again', SQLERRM;
-END
-$$;
-ALTER TABLE todo ADD CONSTRAINT ex_todo_user_time_no_overlap
-    EXCLUDE USING gist (user_id WITH =, tstzrange(start_time, end_time, '[)') WITH &&)
-    WHERE (start_time IS NOT NULL AND end_time IS NOT NULL);";
+CREATE EXTENSION btree_gist in this database, then upgrade again', SQLERRM; END $$; \
+ALTER TABLE todo ADD CONSTRAINT ex_todo_user_time_no_overlap \
+EXCLUDE USING gist (user_id WITH =, tstzrange(start_time, end_time, '[)') WITH &&) \
+WHERE (start_time IS NOT NULL AND end_time IS NOT NULL)";
 
-const DOWN: &str = "ALTER TABLE todo DROP CONSTRAINT IF EXISTS ex_todo_user_time_no_overlap;";
+const DOWN: &str = "ALTER TABLE todo DROP CONSTRAINT IF EXISTS ex_todo_user_time_no_overlap";
 
 pub fn migration() -> Migration {
     Migration::new(

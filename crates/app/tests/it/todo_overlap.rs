@@ -13,7 +13,9 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use crate::api::{TestApp, TestUser, answer};
-use crate::helpers::{Kind, TestDb, run_app_on};
+use sqlx::Executor;
+
+use crate::helpers::{Kind, TestDb, one_line_failure, pg_direct, run_app_on};
 
 /// Longer than any of these writes takes when nothing holds it up.
 const NOT_HELD: Duration = Duration::from_secs(10);
@@ -96,7 +98,7 @@ async fn racing_overlapping_creates_on_postgres_let_one_win_and_name_it() {
     let winner = id(winners[0]);
     for (status, body) in results.iter().filter(|(status, _)| *status != 201) {
         assert_eq!(*status, 409, "{body}");
-        assert_eq!(conflicts(body), [winner.clone()], "{body}");
+        assert_eq!(conflicts(body), std::slice::from_ref(&winner), "{body}");
         assert_eq!(body["status"], 409, "the problem shape: {body}");
         assert!(body["detail"].as_str().unwrap().contains(&winner), "{body}");
     }
@@ -209,4 +211,37 @@ async fn the_constraint_is_in_place_and_the_schema_checks_clean() {
     .unwrap();
     assert!(definition.starts_with("EXCLUDE USING gist"), "{definition}");
     assert!(definition.contains("'[)'"), "{definition}");
+}
+
+#[tokio::test]
+async fn a_role_that_cannot_create_btree_gist_is_told_what_to_ask_for() {
+    let db = TestDb::empty(Kind::Postgres).await;
+    // A role that may make tables in the schema but not extensions in the database.
+    let role = format!("app_noext_{}", uuid::Uuid::now_v7().simple());
+    let mut admin = pg_direct(&db).await;
+    admin
+        .execute(sqlx::AssertSqlSafe(format!(
+            "CREATE ROLE {role} LOGIN; GRANT CREATE ON SCHEMA public TO {role}"
+        )))
+        .await
+        .unwrap();
+    let url = db.url.replacen("://postgres@", &format!("://{role}@"), 1);
+    assert_ne!(url, db.url, "the test URL names the postgres user");
+    let out = crate::helpers::run_app(
+        std::env::temp_dir().as_path(),
+        &["database", "upgrade"],
+        &[("APP_ENV", "testing"), ("DATABASE_URL", url.as_str())],
+    );
+    // The role owns what the earlier migrations made; it goes before the assertions can fail.
+    admin
+        .execute(sqlx::AssertSqlSafe(format!(
+            "DROP OWNED BY {role}; DROP ROLE {role}"
+        )))
+        .await
+        .unwrap();
+    let line = one_line_failure(&out, 1);
+    assert!(
+        line.contains("btree_gist") && line.contains("CREATE EXTENSION btree_gist"),
+        "{line}"
+    );
 }
