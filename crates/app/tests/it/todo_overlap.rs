@@ -245,3 +245,35 @@ async fn a_role_that_cannot_create_btree_gist_is_told_what_to_ask_for() {
         "{line}"
     );
 }
+
+#[tokio::test]
+async fn racing_creates_making_the_same_new_tags_in_any_order_all_succeed() {
+    let app = TestApp::spawn(Kind::Postgres).await;
+    let ann = app.user("ann@example.com", false).await;
+    // Writers of one user no longer run one at a time: each makes the same new tags, named in
+    // a different order, and none may deadlock on another's.
+    let names: Vec<String> = (0..50).map(|i| format!("tag {i:02}")).collect();
+    let writers: Vec<_> = (0..16)
+        .map(|i| {
+            let mut tags = names.clone();
+            tags.rotate_left(i * 5 % names.len());
+            if i % 2 == 1 {
+                tags.reverse();
+            }
+            spawn_post(
+                &app,
+                &ann,
+                json!({"item": format!("writer {i}"), "tags": tags}),
+            )
+        })
+        .collect();
+    for writer in writers {
+        let (status, body) = writer.await.unwrap();
+        assert_eq!(status, 201, "{body}");
+        assert_eq!(
+            body["tags"].as_array().unwrap().len(),
+            names.len(),
+            "{body}"
+        );
+    }
+}
