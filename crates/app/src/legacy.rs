@@ -66,9 +66,31 @@ pub fn adoption_spec(migrator: &Migrator) -> Result<AdoptionSpec, MigrateError> 
     Ok(AdoptionSpec {
         tool: TOOL.into(),
         revisions: vec![HEAD.into()],
-        target: "head".into(),
+        target: adoption_target(history),
         conversions,
     })
+}
+
+/// The revision an adoption stamps: head, or the last one before the first migration whose
+/// work the schema model does not describe (raw SQL such as the exclusion constraint on
+/// `todo`, a Rust data step). Adoption only brings tables to a schema, so such a migration
+/// must run for real; `app database adopt` upgrades past it right after.
+fn adoption_target(history: &strata::state::History) -> String {
+    let declarative = |m: &&strata::Migration| {
+        !m.operations.iter().any(|op| {
+            matches!(
+                op,
+                strata::Operation::RawSql { .. } | strata::Operation::Data(_)
+            )
+        })
+    };
+    let migrations = history.migrations();
+    match migrations.iter().position(|m| !declarative(&m)) {
+        None => "head".into(),
+        // The chain is linear: the one before it is its parent.
+        Some(first) if first > 0 => migrations[first - 1].revision.clone(),
+        Some(_) => "head".into(),
+    }
 }
 
 /// How a value of type `ty` stored by SQLAlchemy on SQLite becomes what `app` reads: times

@@ -8,6 +8,7 @@ use crate::backup::{self, BackupFormat};
 use crate::config::Settings;
 use crate::db::Database;
 use crate::migrate::{self, AdoptError, AdoptionPlan, MigrateError};
+use strata::state::Direction;
 
 /// What the user asked for.
 #[derive(Debug, clap::Args)]
@@ -70,21 +71,33 @@ async fn plan_and_adopt(
         Some(path)
     };
     migrate::adopt(db, db_settings, &plan, backup.as_deref()).await?;
+    // The adoption stops before a migration it cannot stand in for (raw SQL); those run now.
+    let upgraded = migrate::run(db, db_settings, Direction::Up, "head", &mut |_| {}).await?;
     match args.format {
         Format::Json => print_json(&serde_json::json!({
             "adopted": true,
             "plan": plan,
             "backup": backup,
             "restore": backup.as_ref().map(|b| format!("app database restore {b}")),
+            "upgraded": upgraded,
         })),
-        Format::Text => println!(
-            "Adopted {} revision {} into {}: {} table(s) brought to app's schema, {} left alone.",
-            plan.tool,
-            plan.from_revision,
-            plan.into_revision,
-            plan.tables.len(),
-            plan.left_alone.len()
-        ),
+        Format::Text => {
+            println!(
+                "Adopted {} revision {} into {}: {} table(s) brought to app's schema, {} left alone.",
+                plan.tool,
+                plan.from_revision,
+                plan.into_revision,
+                plan.tables.len(),
+                plan.left_alone.len()
+            );
+            if !upgraded.is_empty() {
+                println!(
+                    "Then upgraded {} migration(s): {}",
+                    upgraded.len(),
+                    upgraded.join(", ")
+                );
+            }
+        }
     }
     Ok(())
 }

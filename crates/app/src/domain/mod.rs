@@ -6,5 +6,6 @@ pub mod passwords;
 pub mod revocations;
 pub mod roles;
 pub mod tags;
+pub mod todo_overlap;
 pub mod todos;
 pub mod tokens;

@@ -209,10 +209,14 @@ pub async fn ensure_tags(
         return Ok(Vec::new());
     }
     let now = crate::models::now();
-    for batch in names.chunks(rows_per_insert::<tag::Entity>()) {
+    // Inserted in name order, whatever the order given: writers of one user run side by side,
+    // and two making the same new tags in opposite orders would each wait for the other's.
+    let mut sorted: Vec<&String> = names.iter().collect();
+    sorted.sort();
+    for batch in sorted.chunks(rows_per_insert::<tag::Entity>()) {
         let rows = batch.iter().map(|name| {
             let mut row = tag::ActiveModel::new();
-            row.name = Set(name.clone());
+            row.name = Set((*name).clone());
             row.color = Set(None);
             row.user_id = Set(user_id);
             row.created_at = Set(now);

@@ -6,9 +6,10 @@
 //! the half-open range `[start_time, end_time)`, and no two todos of the same user may occupy
 //! overlapping ranges; todos without a full range never conflict.
 //!
-//! Writes run in one transaction that first serializes the user's todo writers (PostgreSQL:
-//! `SELECT ... FOR NO KEY UPDATE` on the user's row; SQLite: `BEGIN IMMEDIATE`), so two
-//! requests racing for the same hour cannot both pass the overlap check.
+//! Writes run in one transaction each. Two requests racing for the same hour cannot both
+//! succeed: PostgreSQL refuses the second with an exclusion constraint, and no writer of a
+//! user waits for another whose range it does not meet; SQLite runs one writer at a time
+//! (`BEGIN IMMEDIATE`) with the overlap check inside it. See [`super::todo_overlap`].
 //!
 //! Times are compared in SQL on both databases. On SQLite they are stored as RFC 3339 text in
 //! UTC with 0, 3, 6 or 9 fraction digits (sqlx's encoding); that text sorts as the instants do
@@ -25,15 +26,16 @@ use sea_orm::sea_query::{
     Expr, ExprTrait, Func, LikeExpr, LockType, NullOrdering, OnConflict, Query,
 };
 use sea_orm::{
-    ActiveModelBehavior, ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbBackend,
-    DbErr, EntityTrait, IntoActiveModel, Order, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionSession, TransactionTrait,
+    ActiveModelBehavior, ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr,
+    EntityTrait, IntoActiveModel, Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    TransactionSession, TransactionTrait,
 };
 use uuid::Uuid;
 
 use super::tags::{self, MAX_IN_VALUES, NUL_MESSAGE, rows_per_insert};
+use super::todo_overlap;
 use crate::models::todo::{self, Importance};
-use crate::models::{tag, user_account, user_account_todo_tag};
+use crate::models::{tag, user_account_todo_tag};
 
 /// Longest item accepted, in characters after trimming (the column's length).
 pub const MAX_ITEM_CHARS: usize = 100;
@@ -425,9 +427,28 @@ pub async fn create<C: TransactionTrait>(
     if !problems.is_empty() {
         return Err(TodoError::Invalid(problems));
     }
+    for _ in 0..todo_overlap::ATTEMPTS {
+        if let Some(done) = create_once(db, user_id, &new).await? {
+            return Ok(done);
+        }
+    }
+    // Each attempt met todos that were gone by the time they were looked up: a conflict all
+    // the same, with nothing left to name.
+    Err(TodoError::Overlap(Vec::new()))
+}
+
+/// One transaction of [`create`]; `None` when the database refused an overlap that was gone
+/// when looked up (see [`todo_overlap::refusal`]).
+async fn create_once<C: TransactionTrait>(
+    db: &C,
+    user_id: Uuid,
+    new: &NewTodo,
+) -> Result<Option<TodoWithTags>, TodoError> {
+    let range = full_range(new.start_time, new.end_time);
     let txn = crate::db::begin_write(db).await?;
-    lock_user_todos(&txn, user_id).await?;
-    if let (Some(start), Some(end)) = (new.start_time, new.end_time) {
+    if !todo_overlap::enforced_by_database(&txn)
+        && let Some((start, end)) = range
+    {
         let conflicts = overlapping(&txn, user_id, start, end, None).await?;
         if !conflicts.is_empty() {
             return Err(TodoError::Overlap(conflicts));
@@ -436,7 +457,7 @@ pub async fn create<C: TransactionTrait>(
     let now = crate::models::now();
     let mut row = todo::ActiveModel::new();
     row.item = Set(new.item.trim().to_string());
-    row.description = Set(new.description);
+    row.description = Set(new.description.clone());
     row.created_time = Set(now);
     row.alarm_time = Set(new.alarm_time);
     row.start_time = Set(new.start_time);
@@ -444,12 +465,28 @@ pub async fn create<C: TransactionTrait>(
     row.importance = Set(new.importance);
     row.user_id = Set(user_id);
     row.created_at = Set(now);
-    let todo = row.insert(&txn).await?;
+    let todo = match row.insert(&txn).await {
+        Ok(todo) => todo,
+        Err(err) => {
+            // The failed statement ended the transaction; its connection goes back first.
+            let _ = txn.rollback().await;
+            todo_overlap::refusal(db, err, user_id, range, None).await?;
+            return Ok(None);
+        }
+    };
     let mut tags = tags::ensure_tags(&txn, user_id, &new.tags).await?;
     insert_links(&txn, todo.id, &tags).await?;
     txn.commit().await?;
     sort_tags(&mut tags);
-    Ok(TodoWithTags { todo, tags })
+    Ok(Some(TodoWithTags { todo, tags }))
+}
+
+/// `(start, end)` when the todo has both, the only todos that can overlap.
+fn full_range(
+    start: Option<DateTime<Utc>>,
+    end: Option<DateTime<Utc>>,
+) -> Option<(DateTime<Utc>, DateTime<Utc>)> {
+    start.zip(end)
 }
 
 /// One of the user's todos with its tags (two statements).
@@ -475,28 +512,47 @@ pub async fn update<C: TransactionTrait>(
     patch: TodoPatch,
 ) -> Result<TodoWithTags, TodoError> {
     let patch = patch.normalized();
+    for _ in 0..todo_overlap::ATTEMPTS {
+        if let Some(done) = update_once(db, user_id, id, &patch).await? {
+            return Ok(done);
+        }
+    }
+    Err(TodoError::Overlap(Vec::new()))
+}
+
+/// One transaction of [`update`], as [`create_once`] is of [`create`].
+async fn update_once<C: TransactionTrait>(
+    db: &C,
+    user_id: Uuid,
+    id: Uuid,
+    patch: &TodoPatch,
+) -> Result<Option<TodoWithTags>, TodoError> {
     let txn = crate::db::begin_write(db).await?;
-    lock_user_todos(&txn, user_id).await?;
-    let current = find_own(&txn, user_id, id).await?;
-    let problems = problems_of_update(&current, &patch);
+    let enforced = todo_overlap::enforced_by_database(&txn);
+    // On PostgreSQL the todo's own row is locked as it is read (the UPDATE below would lock it
+    // anyway), so two patches of one todo apply one after the other and neither merges the
+    // times it reads with a stale copy of the other's. Other todos of the user do not wait.
+    let current = find_own_for_update(&txn, user_id, id, enforced).await?;
+    let problems = problems_of_update(&current, patch);
     if !problems.is_empty() {
         return Err(TodoError::Invalid(problems));
     }
     let start = patch.start_time.unwrap_or(current.start_time);
     let end = patch.end_time.unwrap_or(current.end_time);
     let times_touched = patch.start_time.is_some() || patch.end_time.is_some();
-    if times_touched && let (Some(start), Some(end)) = (start, end) {
+    let range = full_range(start, end).filter(|_| times_touched);
+    if !enforced && let Some((start, end)) = range {
         let conflicts = overlapping(&txn, user_id, start, end, Some(id)).await?;
         if !conflicts.is_empty() {
             return Err(TodoError::Overlap(conflicts));
         }
     }
     let mut row = current.into_active_model();
-    if let Some(item) = patch.item {
+    if let Some(item) = &patch.item {
         row.item = Set(item.trim().to_string());
     }
-    if let Some(description) = patch.description {
-        row.description = Set(description);
+    if let Some(description) = &patch.description {
+        row.description = Set(description.clone());
     }
     if let Some(alarm_time) = patch.alarm_time {
         row.alarm_time = Set(alarm_time);
@@ -507,10 +563,17 @@ pub async fn update<C: TransactionTrait>(
         row.importance = Set(importance);
     }
     // Always saved, so `updated_at` moves even when only the tags change.
-    let todo = row.update(&txn).await?;
-    let mut tags = match patch.tags {
+    let todo = match row.update(&txn).await {
+        Ok(todo) => todo,
+        Err(err) => {
+            let _ = txn.rollback().await;
+            todo_overlap::refusal(db, err, user_id, range, Some(id)).await?;
+            return Ok(None);
+        }
+    };
+    let mut tags = match &patch.tags {
         Some(names) => {
-            let tags = tags::ensure_tags(&txn, user_id, &names).await?;
+            let tags = tags::ensure_tags(&txn, user_id, names).await?;
             replace_links(&txn, id, &tags).await?;
             tags
         }
@@ -518,7 +581,7 @@ pub async fn update<C: TransactionTrait>(
     };
     txn.commit().await?;
     sort_tags(&mut tags);
-    Ok(TodoWithTags { todo, tags })
+    Ok(Some(TodoWithTags { todo, tags }))
 }
 
 /// Every rule `patch` would break on one of the user's todos, changing nothing; for a caller
@@ -693,20 +756,20 @@ fn sort_key(field: SortField) -> Expr {
     }
 }
 
-/// Serializes the todo writers of one user on PostgreSQL by locking the user's row (FOR NO
-/// KEY UPDATE, which foreign-key checks of other writers do not wait for). SQLite needs
-/// nothing more: [`crate::db::begin_write`] already holds the database's write lock.
-async fn lock_user_todos(txn: &impl ConnectionTrait, user_id: Uuid) -> Result<(), DbErr> {
-    if txn.get_database_backend() == DbBackend::Postgres {
-        user_account::Entity::find_by_id(user_id)
-            .select_only()
-            .column(user_account::Column::Id)
-            .lock(LockType::NoKeyUpdate)
-            .into_tuple::<Uuid>()
-            .one(txn)
-            .await?;
+/// [`find_own`], locking the row (FOR NO KEY UPDATE, which foreign-key checks of other
+/// writers do not wait for) when `lock`; SQLite needs no lock: [`crate::db::begin_write`]
+/// already holds the database's write lock.
+async fn find_own_for_update(
+    db: &impl ConnectionTrait,
+    user_id: Uuid,
+    id: Uuid,
+    lock: bool,
+) -> Result<todo::Model, TodoError> {
+    let mut select = todo::Entity::find_by_id(id).filter(todo::Column::UserId.eq(user_id));
+    if lock {
+        select = select.lock(LockType::NoKeyUpdate);
     }
-    Ok(())
+    select.one(db).await?.ok_or(TodoError::NotFound(id))
 }
 
 async fn find_own(
@@ -722,7 +785,7 @@ async fn find_own(
 }
 
 /// The user's todos with a full time range that overlaps `[start, end)`, leaving `except` out.
-async fn overlapping(
+pub(super) async fn overlapping(
     db: &impl ConnectionTrait,
     user_id: Uuid,
     start: DateTime<Utc>,

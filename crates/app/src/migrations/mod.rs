@@ -17,6 +17,9 @@ mod m_ba33124e89af;
 
 #[path = "2026-12-01_token_revocations_acce0a353bde.rs"]
 mod m_acce0a353bde;
+
+#[path = "2026-12-01_todos_of_a_user_do_not_overlap_9014f3b65a0e.rs"]
+mod m_9014f3b65a0e;
 // strata:modules
 
 /// Every migration, oldest first.
@@ -27,6 +30,7 @@ pub fn all() -> Vec<strata::Migration> {
         m_0228a2248923::migration(),
         m_ba33124e89af::migration(),
         m_acce0a353bde::migration(),
+        m_9014f3b65a0e::migration(),
         // strata:list
     ]
 }

@@ -28,6 +28,7 @@ mod squash;
 mod strict_lint;
 mod tags;
 mod tls;
+mod todo_overlap;
 mod todos;
 mod user_cli;
 mod users;

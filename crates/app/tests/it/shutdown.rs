@@ -198,8 +198,8 @@ fn vars<'a>(db: &'a TestDb, timeout: &'a str) -> Vec<(&'a str, &'a str)> {
     ]
 }
 
-/// A lock a todo write of `user` waits for: on PostgreSQL the user's row, which todo writers
-/// lock FOR NO KEY UPDATE; on SQLite the write lock (`BEGIN IMMEDIATE`), which they wait for
+/// A lock a todo write of `user` waits for: on PostgreSQL the rows of the user's todos, which
+/// a PATCH locks FOR NO KEY UPDATE as it reads its todo; on SQLite the write lock (`BEGIN IMMEDIATE`), which they wait for
 /// up to the busy timeout (5 s).
 enum Lock {
     Postgres(sqlx::PgConnection),
@@ -212,11 +212,14 @@ impl Lock {
             Kind::Postgres => {
                 let mut conn = pg_direct(db).await;
                 conn.execute("BEGIN").await.unwrap();
-                let locked = sqlx::query("SELECT id FROM user_account WHERE email = $1 FOR UPDATE")
-                    .bind(user)
-                    .fetch_all(&mut conn)
-                    .await
-                    .unwrap();
+                let locked = sqlx::query(
+                    "SELECT t.id FROM todo t JOIN user_account u ON u.id = t.user_id \
+                     WHERE u.email = $1 FOR UPDATE OF t",
+                )
+                .bind(user)
+                .fetch_all(&mut conn)
+                .await
+                .unwrap();
                 assert_eq!(locked.len(), 1);
                 Lock::Postgres(conn)
             }
