@@ -25,9 +25,9 @@ use sea_orm::sea_query::{
     Expr, ExprTrait, Func, LikeExpr, LockType, NullOrdering, OnConflict, Query,
 };
 use sea_orm::{
-    ActiveModelBehavior, ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbBackend,
-    DbErr, EntityTrait, IntoActiveModel, Order, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionSession, TransactionTrait,
+    ActiveModelBehavior, ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait,
+    DatabaseConnection, DbBackend, DbErr, EntityTrait, IntoActiveModel, Order, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -415,8 +415,8 @@ pub fn check_query(query: &TodoQuery) -> Vec<(String, String)> {
 /// Makes a todo for the user in one transaction: checks it, refuses an overlapping time
 /// range, makes the missing tags and links them. `created_time` is now.
 #[tracing::instrument(skip(db, new), fields(item = %new.item))]
-pub async fn create<C: TransactionTrait>(
-    db: &C,
+pub async fn create(
+    db: &DatabaseConnection,
     user_id: Uuid,
     new: NewTodo,
 ) -> Result<TodoWithTags, TodoError> {
@@ -468,8 +468,8 @@ pub async fn get(
 /// todo as it will be; the overlap check runs when the patch touches a time and leaves the
 /// todo itself out, so moving a todo within its own range is no conflict.
 #[tracing::instrument(skip(db, patch))]
-pub async fn update<C: TransactionTrait>(
-    db: &C,
+pub async fn update(
+    db: &DatabaseConnection,
     user_id: Uuid,
     id: Uuid,
     patch: TodoPatch,

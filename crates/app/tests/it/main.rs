@@ -30,3 +30,4 @@ mod tags;
 mod todos;
 mod user_cli;
 mod users;
+mod write_queue;
