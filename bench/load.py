@@ -69,7 +69,7 @@ def http(method, url, body=None, token=None, form=False):
 class Server:
     """The release binary on a port, logging SQL to a file."""
 
-    def __init__(self, binary, url, port, log_path, echo):
+    def __init__(self, binary, url, port, log_path, echo, extra_env=None):
         env = {
             "PATH": os.environ.get("PATH", ""),
             "APP_ENV": "development",
@@ -81,6 +81,7 @@ class Server:
             "LOG_LEVEL": "warning",
             "RUST_LOG": "app::db::sql=info,warn" if echo else "warn",
             "NO_COLOR": "1",
+            **(extra_env or {}),
         }
         self.log = open(log_path, "w")
         self.process = subprocess.Popen([binary, "run", "--port", str(port)], env=env, stdout=self.log, stderr=self.log)

@@ -4,6 +4,7 @@
 //! read once by [`config`] and passed down; errors are typed per layer and turned into HTTP
 //! problem JSON or a one-line CLI message at the edge.
 
+pub mod allocator;
 pub mod backup;
 pub mod cli;
 pub mod config;

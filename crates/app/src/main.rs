@@ -9,6 +9,7 @@ use app::config::Settings;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    app::allocator::bound_growth();
     let cli = Cli::parse();
     let settings = match Settings::load() {
         Ok(settings) => settings,

@@ -12,7 +12,10 @@ mod echo;
 mod encryption;
 mod error;
 pub use echo::count_statements;
+mod memory;
 pub mod pool;
+mod write_queue;
+pub use write_queue::WriteTransaction;
 
 use std::cell::Cell;
 use std::future::Future;
@@ -114,8 +117,10 @@ impl Database {
                 (conn, Pool::Postgres(owned), shape)
             }
             DatabaseUrl::Sqlite { path } => {
-                let options =
-                    with_slow_statement_warning(sqlite_options(path.as_deref())?, settings);
+                let options = with_slow_statement_warning(
+                    memory::sqlite(sqlite_options(path.as_deref())?),
+                    settings,
+                );
                 if path.is_some() {
                     // Switching a new file to WAL takes an exclusive lock, and SQLite may answer
                     // "database is locked" at once (no busy wait) when several connections try
@@ -415,16 +420,19 @@ async fn open_first_sqlite_connection(
     }
 }
 
-/// A transaction for a read-then-write: on SQLite it takes the write lock at BEGIN
-/// (`BEGIN IMMEDIATE`), so a concurrent writer waits (busy timeout) instead of failing the
-/// lock upgrade with "database is locked"; on PostgreSQL a plain BEGIN.
-pub async fn begin_write<C: sea_orm::TransactionTrait>(
-    db: &C,
-) -> Result<C::Transaction, sea_orm::DbErr> {
-    db.begin_with_options(sea_orm::TransactionOptions {
-        sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
-        ..Default::default()
-    })
+/// A transaction for a read-then-write: on SQLite it waits for this process's write turn on
+/// the database (first come, first served; see [`WriteTransaction`]), then takes the write
+/// lock at BEGIN (`BEGIN IMMEDIATE`), so it neither fails a lock upgrade with "database is
+/// locked" nor sleeps in SQLite's busy handler behind the process's other writers; on
+/// PostgreSQL a plain BEGIN.
+pub async fn begin_write(db: &DatabaseConnection) -> Result<WriteTransaction, sea_orm::DbErr> {
+    WriteTransaction::begin(
+        db,
+        sea_orm::TransactionOptions {
+            sqlite_transaction_mode: Some(sea_orm::SqliteTransactionMode::Immediate),
+            ..Default::default()
+        },
+    )
     .await
 }
 

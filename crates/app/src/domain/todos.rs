@@ -26,9 +26,9 @@ use sea_orm::sea_query::{
     Expr, ExprTrait, Func, LikeExpr, LockType, NullOrdering, OnConflict, Query,
 };
 use sea_orm::{
-    ActiveModelBehavior, ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr,
-    EntityTrait, IntoActiveModel, Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
-    TransactionSession, TransactionTrait,
+    ActiveModelBehavior, ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait,
+    DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, Order, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -417,8 +417,8 @@ pub fn check_query(query: &TodoQuery) -> Vec<(String, String)> {
 /// Makes a todo for the user in one transaction: checks it, refuses an overlapping time
 /// range, makes the missing tags and links them. `created_time` is now.
 #[tracing::instrument(skip(db, new), fields(item = %new.item))]
-pub async fn create<C: TransactionTrait>(
-    db: &C,
+pub async fn create(
+    db: &DatabaseConnection,
     user_id: Uuid,
     new: NewTodo,
 ) -> Result<TodoWithTags, TodoError> {
@@ -439,8 +439,8 @@ pub async fn create<C: TransactionTrait>(
 
 /// One transaction of [`create`]; `None` when the database refused an overlap that was gone
 /// when looked up (see [`todo_overlap::refusal`]).
-async fn create_once<C: TransactionTrait>(
-    db: &C,
+async fn create_once(
+    db: &DatabaseConnection,
     user_id: Uuid,
     new: &NewTodo,
 ) -> Result<Option<TodoWithTags>, TodoError> {
@@ -505,8 +505,8 @@ pub async fn get(
 /// todo as it will be; the overlap check runs when the patch touches a time and leaves the
 /// todo itself out, so moving a todo within its own range is no conflict.
 #[tracing::instrument(skip(db, patch))]
-pub async fn update<C: TransactionTrait>(
-    db: &C,
+pub async fn update(
+    db: &DatabaseConnection,
     user_id: Uuid,
     id: Uuid,
     patch: TodoPatch,
@@ -521,8 +521,8 @@ pub async fn update<C: TransactionTrait>(
 }
 
 /// One transaction of [`update`], as [`create_once`] is of [`create`].
-async fn update_once<C: TransactionTrait>(
-    db: &C,
+async fn update_once(
+    db: &DatabaseConnection,
     user_id: Uuid,
     id: Uuid,
     patch: &TodoPatch,

@@ -32,3 +32,4 @@ mod todo_overlap;
 mod todos;
 mod user_cli;
 mod users;
+mod write_queue;

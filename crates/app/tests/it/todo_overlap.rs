@@ -6,7 +6,6 @@
 
 use std::time::Duration;
 
-use app::domain::todos::{self, NewTodo};
 use chrono::{DateTime, Utc};
 use sea_orm::TransactionTrait;
 use serde_json::{Value, json};
@@ -19,6 +18,30 @@ use crate::helpers::{Kind, TestDb, one_line_failure, pg_direct, run_app_on};
 
 /// Longer than any of these writes takes when nothing holds it up.
 const NOT_HELD: Duration = Duration::from_secs(10);
+
+/// Writes a todo of `user_id` from `start` to `end` in `held`, a transaction the test keeps
+/// open (as a request in flight would); returns its id.
+async fn hold_todo(
+    held: &sea_orm::DatabaseTransaction,
+    user_id: uuid::Uuid,
+    item: &str,
+    start: &str,
+    end: &str,
+) -> uuid::Uuid {
+    use sea_orm::{ActiveModelBehavior, ActiveModelTrait, Set};
+    let now = app::models::now();
+    let mut row = app::models::todo::ActiveModel::new();
+    row.item = Set(item.to_string());
+    row.description = Set(None);
+    row.created_time = Set(now);
+    row.alarm_time = Set(None);
+    row.start_time = Set(Some(time(start)));
+    row.end_time = Set(Some(time(end)));
+    row.importance = Set(Default::default());
+    row.user_id = Set(user_id);
+    row.created_at = Set(now);
+    row.insert(held).await.expect("insert the held todo").id
+}
 
 fn time(text: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(text)
@@ -115,18 +138,14 @@ async fn an_open_write_of_a_user_holds_up_only_the_writes_it_overlaps() {
     // Another connection makes a todo of ann's and keeps its transaction open.
     let db = app.db.connect(&[]).await;
     let held = db.conn().begin().await.unwrap();
-    let open = todos::create(
+    let open = hold_todo(
         &held,
         ann.id,
-        NewTodo {
-            item: "open".into(),
-            start_time: Some(time("2026-03-01T09:00:00Z")),
-            end_time: Some(time("2026-03-01T10:00:00Z")),
-            ..NewTodo::default()
-        },
+        "open",
+        "2026-03-01T09:00:00Z",
+        "2026-03-01T10:00:00Z",
     )
-    .await
-    .unwrap();
+    .await;
 
     // Writes of ann's that do not meet it go through: a range elsewhere, no range, a patch
     // that moves another todo, and one that does not touch times.
@@ -163,7 +182,7 @@ async fn an_open_write_of_a_user_holds_up_only_the_writes_it_overlaps() {
         .expect("the commit releases it")
         .unwrap();
     assert_eq!(status, 409, "{problem}");
-    assert_eq!(conflicts(&problem), [open.todo.id.to_string()]);
+    assert_eq!(conflicts(&problem), [open.to_string()]);
     db.close().await;
 }
 
@@ -173,18 +192,14 @@ async fn an_overlap_rolled_back_frees_the_range() {
     let ann = app.user("ann@example.com", false).await;
     let db = app.db.connect(&[]).await;
     let held = db.conn().begin().await.unwrap();
-    todos::create(
+    hold_todo(
         &held,
         ann.id,
-        NewTodo {
-            item: "undone".into(),
-            start_time: Some(time("2026-03-01T09:00:00Z")),
-            end_time: Some(time("2026-03-01T10:00:00Z")),
-            ..NewTodo::default()
-        },
+        "undone",
+        "2026-03-01T09:00:00Z",
+        "2026-03-01T10:00:00Z",
     )
-    .await
-    .unwrap();
+    .await;
     let waiting = spawn_post(&app, &ann, range("takes it", "09:30", "10:30"));
     tokio::time::sleep(Duration::from_millis(300)).await;
     held.rollback().await.unwrap();
