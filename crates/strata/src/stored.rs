@@ -112,6 +112,20 @@ pub fn downgrade_record(
     }
 }
 
+/// The `downgrade_sql` and `downgrade_note` values stored for `migration` (at most one set).
+fn downgrade_columns(
+    history: &History,
+    migration: &Migration,
+    dialect: Dialect,
+    version_table: &str,
+) -> (Option<String>, Option<String>) {
+    match downgrade_record(history, migration, dialect, version_table) {
+        StoredDowngrade::Sql(sql) => (Some(sql), None),
+        StoredDowngrade::Note(note) => (None, Some(note)),
+        StoredDowngrade::Missing => (None, None),
+    }
+}
+
 /// The statement recording `migration` as applied, with everything stored beside it.
 pub fn insert_sql(
     history: &History,
@@ -119,11 +133,7 @@ pub fn insert_sql(
     dialect: Dialect,
     version_table: &str,
 ) -> String {
-    let (sql, note) = match downgrade_record(history, migration, dialect, version_table) {
-        StoredDowngrade::Sql(sql) => (Some(sql), None),
-        StoredDowngrade::Note(note) => (None, Some(note)),
-        StoredDowngrade::Missing => (None, None),
-    };
+    let (sql, note) = downgrade_columns(history, migration, dialect, version_table);
     format!(
         "INSERT INTO {} (version_num, checksum, parents, message, canonical, downgrade_sql, downgrade_note) VALUES ({}, {}, {}, {}, {}, {}, {})",
         render::quote_ident(version_table),
@@ -145,11 +155,7 @@ pub fn update_sql(
     dialect: Dialect,
     version_table: &str,
 ) -> String {
-    let (sql, note) = match downgrade_record(history, migration, dialect, version_table) {
-        StoredDowngrade::Sql(sql) => (Some(sql), None),
-        StoredDowngrade::Note(note) => (None, Some(note)),
-        StoredDowngrade::Missing => (None, None),
-    };
+    let (sql, note) = downgrade_columns(history, migration, dialect, version_table);
     format!(
         "UPDATE {} SET checksum = {}, parents = {}, message = {}, canonical = {}, downgrade_sql = {}, downgrade_note = {} WHERE version_num = {}",
         render::quote_ident(version_table),

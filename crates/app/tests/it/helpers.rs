@@ -411,3 +411,22 @@ pub fn only_line_failure(out: &std::process::Output, code: i32) -> String {
     assert!(line.starts_with("error: "), "{err}");
     line
 }
+
+/// A port that was free a moment ago on `host` (bound, then released), for a server a test
+/// starts: `--port 0` would not tell the test which port the process got.
+pub fn free_port(host: &str) -> u16 {
+    std::net::TcpListener::bind((host, 0))
+        .expect("bind a free port")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Whether the tests run as root: servers that refuse root (PostgreSQL, PgBouncer) are then
+/// started as `postgres` through runuser.
+pub fn running_as_root() -> bool {
+    std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+}

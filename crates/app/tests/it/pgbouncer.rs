@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use sqlx::{Connection, Executor, PgConnection, Row};
 
-use crate::helpers::{Kind, TestDb, admin_url, app_command, succeeded};
+use crate::helpers::{Kind, TestDb, admin_url, app_command, free_port, running_as_root, succeeded};
 
 /// Set to 1 to let the PgBouncer tests pass without PgBouncer (CI installs it).
 const SKIP_VAR: &str = "APP_TEST_SKIP_PGBOUNCER";
@@ -39,20 +39,6 @@ fn executable() -> Option<PathBuf> {
     })
 }
 
-fn running_as_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free local port")
-}
-
 impl PgBouncer {
     /// Starts PgBouncer in front of the test server; `None` only when it is missing and
     /// `APP_TEST_SKIP_PGBOUNCER=1` allows skipping. Without it a missing PgBouncer fails.
@@ -75,7 +61,7 @@ impl PgBouncer {
             user => user.to_string(),
         };
         let dir = tempfile::tempdir().expect("temp dir");
-        let port = free_port();
+        let port = free_port("127.0.0.1");
         let path = |name: &str| dir.path().join(name).display().to_string();
         let config = format!(
             "[databases]\n\

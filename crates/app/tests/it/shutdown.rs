@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use sqlx::{Connection, Executor};
 
-use crate::helpers::{Kind, TestDb, app_command, on_both_databases, pg_direct};
+use crate::helpers::{Kind, TestDb, app_command, free_port, on_both_databases, pg_direct};
 
 /// A key for the runs that set one.
 pub const SECRET_KEY: &str = "shutdown-tests-secret-key-0123456789abcdef";
@@ -22,16 +22,6 @@ pub struct Server {
     pub base: String,
     pub client: reqwest::Client,
     log: Arc<Mutex<String>>,
-}
-
-/// A port that was free a moment ago on `host` (bound, then released): `--port 0` would not
-/// tell the test which port the process got.
-pub fn free_port(host: &str) -> u16 {
-    std::net::TcpListener::bind((host, 0))
-        .expect("bind a free port")
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Server {

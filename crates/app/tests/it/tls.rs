@@ -7,27 +7,13 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use crate::helpers::{one_line_failure, run_app, succeeded};
+use crate::helpers::{free_port, one_line_failure, run_app, running_as_root, succeeded};
 
 /// A running TLS-only cluster; stopped (and its folder removed) when dropped.
 struct TlsCluster {
     port: u16,
     dir: tempfile::TempDir,
     bin: PathBuf,
-}
-
-fn running_as_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .map(|addr| addr.port())
-        .expect("a free local port")
 }
 
 /// The folder with initdb and pg_ctl: `pg_config --bindir`, else the newest Debian one.
@@ -89,7 +75,7 @@ impl TlsCluster {
                 .expect("open the folder to postgres");
         }
         let bin = server_bin();
-        let port = free_port();
+        let port = free_port("127.0.0.1");
         let cluster = TlsCluster { port, dir, bin };
         cluster.make_certificates();
         let path = cluster.dir.path();
