@@ -126,6 +126,27 @@ fn downgrade_columns(
     }
 }
 
+/// The stored columns of `migration`'s row but `version_num`, with their SQL values.
+fn stored_values(
+    history: &History,
+    migration: &Migration,
+    dialect: Dialect,
+    version_table: &str,
+) -> [(&'static str, String); 6] {
+    let (sql, note) = downgrade_columns(history, migration, dialect, version_table);
+    [
+        ("checksum", sql_string(&checksum::current(migration))),
+        ("parents", sql_string(&migration.parents.join(","))),
+        ("message", sql_string(&migration.message)),
+        (
+            "canonical",
+            sql_string(&checksum::canonical_text(migration)),
+        ),
+        ("downgrade_sql", sql_or_null(sql.as_deref())),
+        ("downgrade_note", sql_or_null(note.as_deref())),
+    ]
+}
+
 /// The statement recording `migration` as applied, with everything stored beside it.
 pub fn insert_sql(
     history: &History,
@@ -133,17 +154,15 @@ pub fn insert_sql(
     dialect: Dialect,
     version_table: &str,
 ) -> String {
-    let (sql, note) = downgrade_columns(history, migration, dialect, version_table);
+    let values = stored_values(history, migration, dialect, version_table);
+    let columns: Vec<&str> = values.iter().map(|(column, _)| *column).collect();
+    let values: Vec<&str> = values.iter().map(|(_, value)| value.as_str()).collect();
     format!(
-        "INSERT INTO {} (version_num, checksum, parents, message, canonical, downgrade_sql, downgrade_note) VALUES ({}, {}, {}, {}, {}, {}, {})",
+        "INSERT INTO {} (version_num, {}) VALUES ({}, {})",
         render::quote_ident(version_table),
+        columns.join(", "),
         sql_string(&migration.revision),
-        sql_string(&checksum::current(migration)),
-        sql_string(&migration.parents.join(",")),
-        sql_string(&migration.message),
-        sql_string(&checksum::canonical_text(migration)),
-        sql_or_null(sql.as_deref()),
-        sql_or_null(note.as_deref()),
+        values.join(", "),
     )
 }
 
@@ -155,16 +174,14 @@ pub fn update_sql(
     dialect: Dialect,
     version_table: &str,
 ) -> String {
-    let (sql, note) = downgrade_columns(history, migration, dialect, version_table);
+    let sets: Vec<String> = stored_values(history, migration, dialect, version_table)
+        .iter()
+        .map(|(column, value)| format!("{column} = {value}"))
+        .collect();
     format!(
-        "UPDATE {} SET checksum = {}, parents = {}, message = {}, canonical = {}, downgrade_sql = {}, downgrade_note = {} WHERE version_num = {}",
+        "UPDATE {} SET {} WHERE version_num = {}",
         render::quote_ident(version_table),
-        sql_string(&checksum::current(migration)),
-        sql_string(&migration.parents.join(",")),
-        sql_string(&migration.message),
-        sql_string(&checksum::canonical_text(migration)),
-        sql_or_null(sql.as_deref()),
-        sql_or_null(note.as_deref()),
+        sets.join(", "),
         sql_string(&migration.revision),
     )
 }

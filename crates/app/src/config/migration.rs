@@ -50,18 +50,11 @@ impl MigrationTimeouts {
 
 /// Seconds (fractions allowed) or 0 for no limit.
 fn timeout(src: &Source<'_>, var: &str, default: f64) -> Result<Option<Duration>, ConfigError> {
-    let value = src.get(var);
-    let secs = match value {
-        None => default,
-        Some(value) => value
-            .trim()
-            .parse::<f64>()
-            .map_err(|_| ConfigError::new(var, value, "expected a number of seconds"))?,
-    };
+    let (secs, value) = src.raw_seconds(var, default)?;
     if !secs.is_finite() || !(0.0..=86_400.0).contains(&secs) {
         return Err(ConfigError::new(
             var,
-            value.unwrap_or_default(),
+            value,
             "must be a number of seconds from 0 (no limit) to 86400",
         ));
     }

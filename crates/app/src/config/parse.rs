@@ -59,20 +59,26 @@ impl<'a> Source<'a> {
             .map_err(|_| ConfigError::new(var, value, format!("must be at most {}", u32::MAX)))
     }
 
-    /// A positive number of seconds, fractions allowed.
-    pub(super) fn seconds(&self, var: &str, default: f64) -> Result<Duration, ConfigError> {
-        let value = self.get(var);
-        let secs = match value {
-            None => default,
+    /// The number of seconds `var` gives (fractions allowed), `default` when unset, and the
+    /// text it was read from (empty when unset) for messages; range checks are the caller's.
+    pub(super) fn raw_seconds(&self, var: &str, default: f64) -> Result<(f64, &str), ConfigError> {
+        match self.get(var) {
+            None => Ok((default, "")),
             Some(value) => value
                 .trim()
                 .parse::<f64>()
-                .map_err(|_| ConfigError::new(var, value, "expected a number of seconds"))?,
-        };
+                .map(|secs| (secs, value))
+                .map_err(|_| ConfigError::new(var, value, "expected a number of seconds")),
+        }
+    }
+
+    /// A positive number of seconds, fractions allowed.
+    pub(super) fn seconds(&self, var: &str, default: f64) -> Result<Duration, ConfigError> {
+        let (secs, value) = self.raw_seconds(var, default)?;
         if !secs.is_finite() || secs <= 0.0 || secs > 86_400.0 * 365.0 {
             return Err(ConfigError::new(
                 var,
-                value.unwrap_or_default(),
+                value,
                 "must be a number of seconds greater than 0",
             ));
         }
