@@ -1076,11 +1076,14 @@ pub async fn stamp(
 ) -> Result<Vec<String>, RunError> {
     let revisions = stamp_set(history, target)?;
     let dialect = conn.dialect();
-    conn.execute(&version_table_sql(dialect, version_table))
-        .await?;
-    crate::stored::ensure_columns(conn, version_table).await?;
+    create_version_table(conn, version_table).await?;
     conn.execute(begin_sql(dialect)).await?;
     let result = async {
+        if dialect == Dialect::Postgres {
+            // The upgraders' lock: a stamp does not interleave with a run, through a
+            // transaction pooler too.
+            conn.execute(&xact_lock_sql(version_table)).await?;
+        }
         conn.execute(&format!("DELETE FROM {}", quote(version_table)))
             .await?;
         for m in history
