@@ -56,17 +56,27 @@ pub enum TodoError {
     /// Unknown, or another user's (the two are not told apart).
     #[error("todo {0} not found")]
     NotFound(Uuid),
-    /// The time range overlaps these todos of the same user.
-    #[error(
-        "the time range overlaps your todo(s) {}; move it or change those first",
-        join_ids(.0)
-    )]
+    /// The time range overlaps these todos of the same user (none named when every look
+    /// found the todos in the way already gone: they were changing at that very moment).
+    #[error("{}", overlap_detail(.0))]
     Overlap(Vec<Uuid>),
     /// Each broken rule as `(field, message)`, the field spelled as clients write it.
     #[error("{}", tags::describe(.0))]
     Invalid(Vec<(String, String)>),
     #[error(transparent)]
     Db(#[from] DbErr),
+}
+
+fn overlap_detail(ids: &[Uuid]) -> String {
+    if ids.is_empty() {
+        "the time range overlapped todos of yours that were changing at the same moment; try again"
+            .to_string()
+    } else {
+        format!(
+            "the time range overlaps your todo(s) {}; move it or change those first",
+            join_ids(ids)
+        )
+    }
 }
 
 fn join_ids(ids: &[Uuid]) -> String {
@@ -921,6 +931,18 @@ async fn replace_links(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_overlap_names_the_todos_in_the_way_or_says_to_try_again() {
+        let id = Uuid::nil();
+        assert_eq!(
+            TodoError::Overlap(vec![id]).to_string(),
+            format!("the time range overlaps your todo(s) {id}; move it or change those first")
+        );
+        let none = TodoError::Overlap(Vec::new()).to_string();
+        assert!(none.ends_with("; try again"), "{none}");
+        assert!(!none.contains(" ;"), "{none}");
+    }
 
     #[test]
     fn like_patterns_escape_wildcards() {
