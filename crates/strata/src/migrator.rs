@@ -26,7 +26,7 @@ use crate::lint;
 use crate::runner::{self, AppliedRevision, Conn, Event, Plan, RunError};
 use crate::state::{Direction, History, HistoryError};
 use crate::stored::{self, StoredRevision};
-use crate::{Dialect, Migration, Schema};
+use crate::{Dialect, Schema};
 
 /// A version table written by another migration tool.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -254,20 +254,7 @@ impl Migrator {
             .filter(|r| history.get(r).map(|m| &m.revision != *r).unwrap_or(true))
             .cloned()
             .collect();
-        let known: Vec<&Migration> = history
-            .migrations()
-            .iter()
-            .filter(|m| applied_set.contains(&m.revision))
-            .collect();
-        let current = known
-            .iter()
-            .filter(|m| {
-                !known
-                    .iter()
-                    .any(|other| other.parents.iter().any(|p| p == &m.revision))
-            })
-            .map(|m| m.revision.clone())
-            .collect();
+        let current = history.applied_heads(&applied_set);
         let pending = history
             .migrations()
             .iter()

@@ -844,18 +844,8 @@ enum Outcome {
 
 /// The heads of the applied revisions, comma-separated, or `base`.
 fn revision_of(history: &History, rows: &[AppliedRevision]) -> String {
-    let applied: BTreeSet<&str> = rows.iter().map(|r| r.revision.as_str()).collect();
-    let parents: BTreeSet<&str> = applied
-        .iter()
-        .filter_map(|r| history.get(r).ok())
-        .flat_map(|m| m.parents.iter().map(String::as_str))
-        .collect();
-    let heads: Vec<&str> = history
-        .migrations()
-        .iter()
-        .map(|m| m.revision.as_str())
-        .filter(|r| applied.contains(r) && !parents.contains(r))
-        .collect();
+    let applied: BTreeSet<String> = rows.iter().map(|r| r.revision.clone()).collect();
+    let heads = history.applied_heads(&applied);
     if heads.is_empty() {
         "base".to_string()
     } else {

@@ -158,6 +158,24 @@ impl History {
             .collect()
     }
 
+    /// The applied revisions (of `applied`) that no other applied revision names as parent, in
+    /// order: where a database stands (what `current` shows). Revisions unknown here are left
+    /// out.
+    pub fn applied_heads(&self, applied: &BTreeSet<String>) -> Vec<String> {
+        let parents: BTreeSet<&str> = self
+            .ordered
+            .iter()
+            .filter(|m| applied.contains(&m.revision))
+            .flat_map(|m| m.parents.iter().map(String::as_str))
+            .collect();
+        self.ordered
+            .iter()
+            .map(|m| m.revision.as_str())
+            .filter(|r| applied.contains(*r) && !parents.contains(r))
+            .map(str::to_string)
+            .collect()
+    }
+
     /// The single head; an error naming them when there are several.
     pub fn head(&self) -> Result<Option<&str>, HistoryError> {
         let heads = self.heads();
