@@ -10,7 +10,7 @@ use strata::prelude::*;
 use strata::runner::{self, Conn, Event, Plan, RunError, RunOptions, Statement};
 use strata::state::{Direction, History};
 
-use crate::support::{TestDb, VERSION_TABLE, applied_set, down, scalar_i64, up};
+use crate::support::{TestDb, VERSION_TABLE, applied_set, down, scalar_i64, up, up_with};
 
 fn col(name: &str, ty: ColumnType) -> Column {
     Column::new(name, ty)
@@ -303,17 +303,9 @@ async fn a_lock_never_released_fails_naming_the_holder_at_the_previous_revision(
     up(&mut conn, &history, "l01").await.unwrap();
     let (_holder, pid) = hold_item(&db).await;
     let started = Instant::now();
-    let err = runner::run_with(
-        &mut conn,
-        &history,
-        VERSION_TABLE,
-        Direction::Up,
-        "head",
-        &quick_retries(2),
-        &mut |_| {},
-    )
-    .await
-    .unwrap_err();
+    let err = up_with(&mut conn, &history, &quick_retries(2))
+        .await
+        .unwrap_err();
     let message = err.to_string();
     assert!(
         matches!(err, RunError::LockTimeout { attempts: 3, .. }),
@@ -363,17 +355,9 @@ async fn a_concurrent_build_waits_for_its_table_under_the_lock_timeout_too() {
         .execute("LOCK TABLE item IN SHARE MODE")
         .await
         .unwrap();
-    let err = runner::run_with(
-        &mut conn,
-        &history,
-        VERSION_TABLE,
-        Direction::Up,
-        "head",
-        &quick_retries(1),
-        &mut |_| {},
-    )
-    .await
-    .unwrap_err();
+    let err = up_with(&mut conn, &history, &quick_retries(1))
+        .await
+        .unwrap_err();
     let message = err.to_string();
     assert!(
         matches!(err, RunError::LockTimeout { attempts: 2, .. }),
@@ -396,17 +380,9 @@ async fn a_concurrent_build_waits_for_its_table_under_the_lock_timeout_too() {
     );
 
     holder.execute("COMMIT").await.unwrap();
-    let done = runner::run_with(
-        &mut conn,
-        &history,
-        VERSION_TABLE,
-        Direction::Up,
-        "head",
-        &quick_retries(1),
-        &mut |_| {},
-    )
-    .await
-    .unwrap();
+    let done = up_with(&mut conn, &history, &quick_retries(1))
+        .await
+        .unwrap();
     assert_eq!(done, ["p02"]);
 }
 

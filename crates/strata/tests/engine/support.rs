@@ -109,6 +109,24 @@ pub async fn up(conn: &mut Conn, history: &History, target: &str) -> Result<Vec<
     .await
 }
 
+/// Upgrades to head with `options` (timeouts, retries); returns the revisions applied.
+pub async fn up_with(
+    conn: &mut Conn,
+    history: &History,
+    options: &runner::RunOptions,
+) -> Result<Vec<String>, RunError> {
+    runner::run_with(
+        conn,
+        history,
+        VERSION_TABLE,
+        Direction::Up,
+        "head",
+        options,
+        &mut |_| {},
+    )
+    .await
+}
+
 /// Downgrades to `target`; returns the revisions undone.
 pub async fn down(
     conn: &mut Conn,
