@@ -1,5 +1,7 @@
-//! JSON fixtures under `DATABASE_FIXTURE_PATH`, loaded by upsert so that loading twice
-//! changes nothing.
+//! JSON fixtures, loaded by upsert so that loading twice changes nothing.
+//!
+//! The shipped fixtures are compiled into the binary, so `app` runs from any directory;
+//! `DATABASE_FIXTURE_PATH` names a folder whose files are read instead.
 //!
 //! Every file is read and checked before anything is written, and all rows are written in one
 //! transaction: a bad file leaves the database as it was.
@@ -23,7 +25,7 @@ pub const SUPERUSER_ROLE: &str = "superuser";
 /// A fixture that could not be loaded; nothing was written.
 #[derive(Debug, thiserror::Error)]
 pub enum FixtureError {
-    #[error("fixture file {} not found; set DATABASE_FIXTURE_PATH to the folder that holds it", .0.display())]
+    #[error("fixture file {} not found (DATABASE_FIXTURE_PATH names its folder; unset, the built-in fixtures are used)", .0.display())]
     Missing(PathBuf),
     #[error("cannot read fixture file {}: {source}", path.display())]
     Read {
@@ -68,14 +70,28 @@ pub struct RoleFixture {
     pub description: Option<String>,
 }
 
-/// Reads and checks every fixture file in `dir`, then upserts all rows in one transaction.
+/// The shipped `role.json`, compiled in.
+const BUILT_IN_ROLES: &str = include_str!("../fixtures/role.json");
+
+/// Reads and checks every fixture file (in `folder`, or the built-in ones when `None`), then
+/// upserts all rows in one transaction.
 #[tracing::instrument(skip(db))]
 pub async fn load_all(
     db: &DatabaseConnection,
-    dir: &Path,
+    folder: Option<&Path>,
 ) -> Result<Vec<FixtureReport>, FixtureError> {
-    let role_file = dir.join("role.json");
-    let roles = read_roles(&role_file)?;
+    let (role_file, roles) = match folder {
+        Some(dir) => {
+            let file = dir.join("role.json");
+            let roles = read_roles(&file)?;
+            (file, roles)
+        }
+        None => {
+            let file = PathBuf::from("built-in role.json");
+            let roles = parse_roles(&file, BUILT_IN_ROLES)?;
+            (file, roles)
+        }
+    };
     let txn = db.begin().await?;
     let report = upsert_roles(&txn, &role_file, &roles).await?;
     txn.commit().await?;
@@ -102,8 +118,13 @@ pub fn read_roles(path: &Path) -> Result<Vec<RoleFixture>, FixtureError> {
             }
         }
     })?;
+    parse_roles(path, &text)
+}
+
+/// Parses and checks the text of a `role.json`; `path` names it in errors.
+fn parse_roles(path: &Path, text: &str) -> Result<Vec<RoleFixture>, FixtureError> {
     let roles: Vec<RoleFixture> =
-        serde_json::from_str(&text).map_err(|err| malformed(path, &err))?;
+        serde_json::from_str(text).map_err(|err| malformed(path, &err))?;
     let invalid = |index: usize, reason: String| FixtureError::Invalid {
         path: path.to_path_buf(),
         index,

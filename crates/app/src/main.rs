@@ -11,6 +11,16 @@ use clap::Parser;
 fn main() -> ExitCode {
     app::allocator::bound_growth();
     let cli = Cli::parse();
+    // Completions need no settings: a shell set-up script must work before any `.env` exists.
+    if let cli::Command::Completions(args) = &cli.command {
+        return match cli::print_completions(args.shell) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("error: cannot write the completion script: {err}");
+                ExitCode::from(1)
+            }
+        };
+    }
     let settings = match Settings::load() {
         Ok(settings) => settings,
         Err(err) => {
@@ -18,7 +28,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    app::telemetry::init(&settings.log_filter);
+    app::telemetry::init(&settings.log_filter, settings.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

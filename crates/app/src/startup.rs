@@ -471,7 +471,7 @@ async fn prepare_database(db: &Database, settings: &Settings) -> Result<(), Star
     )
     .await?;
     if was_empty && !done.is_empty() {
-        fixtures::load_all(db.conn(), &settings.database.fixture_path).await?;
+        fixtures::load_all(db.conn(), settings.database.fixture_path.as_deref()).await?;
     }
     Ok(())
 }

@@ -358,7 +358,7 @@ async fn ping(settings: &Settings, format: Format) -> Result<(), CliError> {
 
 async fn load_fixtures(settings: &Settings, format: Format) -> Result<(), CliError> {
     let db = connect_for_tooling(&settings.database).await?;
-    let result = fixtures::load_all(db.conn(), &settings.database.fixture_path).await;
+    let result = fixtures::load_all(db.conn(), settings.database.fixture_path.as_deref()).await;
     db.close().await;
     let reports = result?;
     match format {

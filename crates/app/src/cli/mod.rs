@@ -55,6 +55,31 @@ pub enum Command {
     /// Create accounts and make or unmake superusers.
     #[command(subcommand)]
     User(user::UserCommand),
+    /// Print the shell completion script for SHELL to stdout.
+    ///
+    /// Needs no settings or database. Install it where your shell looks, for example:
+    ///   bash: app completions bash > ~/.local/share/bash-completion/completions/app
+    ///   zsh:  app completions zsh > ~/.zfunc/_app   (with ~/.zfunc in fpath)
+    ///   fish: app completions fish > ~/.config/fish/completions/app.fish
+    #[command(verbatim_doc_comment)]
+    Completions(CompletionsArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// Writes the completion script for `shell` to stdout. The script is made in memory first:
+/// clap_complete panics on a failed write, and a closed pipe (`| head`) is no reason to.
+pub fn print_completions(shell: clap_complete::Shell) -> std::io::Result<()> {
+    use clap::CommandFactory as _;
+    use std::io::Write as _;
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "app", &mut script);
+    std::io::stdout().lock().write_all(&script)
 }
 
 #[derive(Debug, clap::Args)]
@@ -157,6 +182,7 @@ pub async fn run(cli: Cli, mut settings: Settings) -> Result<(), CliError> {
         }
         Command::Database(command) => database::run(command, &settings).await,
         Command::User(command) => user::run(command, &settings).await,
+        Command::Completions(args) => Ok(print_completions(args.shell)?),
     }
 }
 

@@ -71,6 +71,29 @@ impl Environment {
     }
 }
 
+/// How log lines are written (`LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// One line of text per event, for people.
+    Text,
+    /// One JSON object per line, for log pipelines.
+    Json,
+}
+
+impl LogFormat {
+    fn parse(value: &str) -> Result<Self, ConfigError> {
+        match value.trim().to_ascii_lowercase().as_str() {
+            "text" | "" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            _ => Err(ConfigError::new(
+                "LOG_FORMAT",
+                value,
+                "expected text or json",
+            )),
+        }
+    }
+}
+
 /// A secret that never shows in `Debug` output or logs.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Redacted(String);
@@ -136,7 +159,9 @@ pub struct DatabaseSettings {
     pub version_table: String,
     /// Lint findings fail `make-migrations`, `upgrade` and `check` (as their `--strict`).
     pub migration_strict: bool,
-    pub fixture_path: PathBuf,
+    /// The folder of the JSON fixtures (`DATABASE_FIXTURE_PATH`); `None` uses those compiled
+    /// into the binary.
+    pub fixture_path: Option<PathBuf>,
     /// Statements running longer than this are logged as warnings; `None` turns that off (the
     /// tooling commands do, as their bulk statements are slow by nature). Not a variable.
     pub slow_statement_warning: Option<Duration>,
@@ -203,6 +228,7 @@ pub struct Settings {
     pub login_throttle: LoginThrottle,
     /// A tracing filter: `RUST_LOG` when set, else `LOG_LEVEL`.
     pub log_filter: String,
+    pub log_format: LogFormat,
 }
 
 /// Defaults of the reference system, kept so its `.env` files work unchanged.
@@ -214,7 +240,6 @@ pub mod defaults {
     pub const POOL_RECYCLE_SECS: i64 = 300;
     pub const MIGRATION_PATH: &str = "crates/app/src/migrations";
     pub const VERSION_TABLE: &str = "ddl_version";
-    pub const FIXTURE_PATH: &str = "crates/app/fixtures";
     pub const LOG_LEVEL: &str = "info";
     pub const HOST: &str = "127.0.0.1";
     pub const PORT: u16 = 8000;
@@ -282,7 +307,7 @@ impl Settings {
                 defaults::VERSION_TABLE,
             )?,
             migration_strict: src.bool("DATABASE_MIGRATION_STRICT", false)?,
-            fixture_path: src.path("DATABASE_FIXTURE_PATH", defaults::FIXTURE_PATH)?,
+            fixture_path: src.optional_path("DATABASE_FIXTURE_PATH"),
             slow_statement_warning: Some(Duration::from_secs(1)),
             migration_timeouts: MigrationTimeouts::from_source(&src)?,
         };
@@ -348,6 +373,7 @@ impl Settings {
                 src.get("LOG_LEVEL").unwrap_or(defaults::LOG_LEVEL),
             )?,
         };
+        let log_format = LogFormat::parse(src.get("LOG_FORMAT").unwrap_or("text"))?;
         Ok(Settings {
             environment,
             database,
@@ -357,6 +383,7 @@ impl Settings {
             token_lifetime: Duration::from_secs(u64::from(token_minutes) * 60),
             login_throttle,
             log_filter,
+            log_format,
         })
     }
 }

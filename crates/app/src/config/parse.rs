@@ -129,6 +129,14 @@ impl<'a> Source<'a> {
         Ok(PathBuf::from(self.get(var).unwrap_or(default).trim()))
     }
 
+    /// A path, or `None` when the variable is unset or empty.
+    pub(super) fn optional_path(&self, var: &str) -> Option<PathBuf> {
+        self.get(var)
+            .map(str::trim)
+            .filter(|value| !value.is_empty())
+            .map(PathBuf::from)
+    }
+
     /// A plain SQL identifier: letters, digits and underscores, not starting with a digit.
     pub(super) fn identifier(&self, var: &str, default: &str) -> Result<String, ConfigError> {
         let value = self.get(var).unwrap_or(default).trim();

@@ -191,6 +191,26 @@ async fn load_fixtures_twice_changes_nothing() {
     }
 }
 
+/// The shipped fixtures are compiled in: from a folder with no checkout around it and no
+/// DATABASE_FIXTURE_PATH, `load-fixtures` loads the same roles as the checkout's file holds.
+#[test]
+fn fixtures_are_built_in_so_app_runs_from_any_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    succeeded(&run_app(dir.path(), &["database", "upgrade"], &[]));
+    let out = run_app(
+        dir.path(),
+        &["database", "load-fixtures", "--format", "json"],
+        &[],
+    );
+    let stdout = succeeded(&out);
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let shipped: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(fixture_dir().join("role.json")).unwrap())
+            .unwrap();
+    assert_eq!(json[0]["inserted"], shipped.len(), "{stdout}");
+    assert_eq!(json[0]["file"], "built-in role.json", "{stdout}");
+}
+
 #[test]
 fn a_malformed_fixture_is_one_line_with_file_and_line() {
     let dir = tempfile::tempdir().unwrap();
@@ -247,7 +267,6 @@ fn run_serves_health_and_stops_on_sigterm() {
         .args(["run", "--port", &port.to_string()])
         .current_dir(dir.path())
         .env_clear()
-        .env("DATABASE_FIXTURE_PATH", fixture_dir())
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -289,4 +308,68 @@ fn run_serves_health_and_stops_on_sigterm() {
         err.contains("SIGTERM received") && err.contains("stopped"),
         "{err}"
     );
+}
+
+#[test]
+fn completions_for_each_shell_need_no_settings() {
+    for (shell, mark) in [
+        ("bash", "complete -F"),
+        ("zsh", "#compdef app"),
+        ("fish", "complete -c app"),
+    ] {
+        // A bad setting in the environment does not stop a completion script.
+        let out = app(&["completions", shell], &[("DATABASE_POOL_SIZE", "many")]);
+        let script = succeeded(&out);
+        assert!(script.contains(mark), "{shell}: {script}");
+        assert!(
+            script.contains("load-fixtures"),
+            "{shell} completes subcommands"
+        );
+    }
+    let out = app(&["completions", "tcsh"], &[]);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "an unknown shell is a usage error"
+    );
+}
+
+/// Logs to a pipe carry no color codes (NO_COLOR unset here); LOG_FORMAT=json
+/// writes one JSON object per line with the event's fields at the top level.
+#[test]
+fn logs_are_plain_in_a_pipe_and_json_on_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command =
+        crate::helpers::app_command(dir.path(), &["database", "ping"], &[("LOG_LEVEL", "debug")]);
+    command.env_remove("NO_COLOR");
+    let out = command.output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("database connected"), "{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "no escape codes in a pipe: {stderr:?}"
+    );
+
+    let out = app(
+        &["database", "ping"],
+        &[("LOG_LEVEL", "debug"), ("LOG_FORMAT", "json")],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let events: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}")))
+        .collect();
+    let connected = events
+        .iter()
+        .find(|event| event["message"] == "database connected")
+        .unwrap_or_else(|| panic!("{stderr}"));
+    assert_eq!(connected["level"], "DEBUG");
+    assert!(connected["timestamp"].is_string(), "{connected}");
+    assert!(connected["target"].is_string(), "{connected}");
+
+    let bad = app(&["database", "ping"], &[("LOG_FORMAT", "xml")]);
+    let line = crate::helpers::only_line_failure(&bad, 2);
+    assert!(line.contains("LOG_FORMAT"), "{line}");
 }

@@ -40,7 +40,7 @@ fn defaults_match_the_reference() {
         PathBuf::from("crates/app/src/migrations")
     );
     assert_eq!(db.version_table, "ddl_version");
-    assert_eq!(db.fixture_path, PathBuf::from("crates/app/fixtures"));
+    assert_eq!(db.fixture_path, None, "the built-in fixtures");
     assert_eq!(s.log_filter, "info");
     assert_eq!(s.http.addr(), "127.0.0.1:8000");
     let throttle = &s.login_throttle;
@@ -82,7 +82,7 @@ fn every_value_is_read() {
     assert_eq!(db.pool_recycle, None);
     assert_eq!(db.migration_path, PathBuf::from("db/migrations"));
     assert_eq!(db.version_table, "schema_version");
-    assert_eq!(db.fixture_path, PathBuf::from("db/fixtures"));
+    assert_eq!(db.fixture_path, Some(PathBuf::from("db/fixtures")));
     assert_eq!(s.log_filter, "warn");
     assert_eq!(s.login_throttle.max_failures_per_account, 3);
     assert_eq!(s.login_throttle.max_failures_per_address, 50);

@@ -18,7 +18,9 @@ async fn loading_twice_changes_nothing(kind: Kind) {
     let slugs: Vec<&str> = before.iter().map(|r| r.slug.as_str()).collect();
     assert!(slugs.contains(&"application-access") && slugs.contains(&"superuser"));
     for _ in 0..2 {
-        let report = fixtures::load_all(db.conn(), &fixture_dir()).await.unwrap();
+        let report = fixtures::load_all(db.conn(), Some(&fixture_dir()))
+            .await
+            .unwrap();
         assert_eq!(
             (report[0].inserted, report[0].updated, report[0].unchanged),
             (0, 0, 2)
@@ -48,7 +50,9 @@ async fn changed_fixtures_update_by_name(kind: Kind) {
             {"slug": "auditor", "name": "Auditor"}]"#,
     )
     .unwrap();
-    let report = fixtures::load_all(db.conn(), dir.path()).await.unwrap();
+    let report = fixtures::load_all(db.conn(), Some(dir.path()))
+        .await
+        .unwrap();
     assert_eq!(
         (report[0].inserted, report[0].updated, report[0].unchanged),
         (1, 1, 0)
@@ -86,7 +90,9 @@ async fn refused_files_write_nothing(kind: Kind) {
         "[\n  {\"slug\": \"a\", \"name\": \"A\"},\n  {\"slug\": \"b\" \"name\": \"B\"}\n]",
     )
     .unwrap();
-    let err = fixtures::load_all(db.conn(), dir.path()).await.unwrap_err();
+    let err = fixtures::load_all(db.conn(), Some(dir.path()))
+        .await
+        .unwrap_err();
     assert!(
         matches!(err, FixtureError::Malformed { line: 3, .. }),
         "{err}"
@@ -112,7 +118,9 @@ async fn refused_files_write_nothing(kind: Kind) {
         (r#"{"slug": "a"}"#, "expected a sequence"),
     ] {
         std::fs::write(&file, body).unwrap();
-        let err = fixtures::load_all(db.conn(), dir.path()).await.unwrap_err();
+        let err = fixtures::load_all(db.conn(), Some(dir.path()))
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains(needle), "{body}: {err}");
     }
 
@@ -122,12 +130,14 @@ async fn refused_files_write_nothing(kind: Kind) {
         r#"[{"slug": "new-role", "name": "New Role"}, {"slug": "superuser", "name": "Another"}]"#,
     )
     .unwrap();
-    let err = fixtures::load_all(db.conn(), dir.path()).await.unwrap_err();
+    let err = fixtures::load_all(db.conn(), Some(dir.path()))
+        .await
+        .unwrap_err();
     assert!(matches!(err, FixtureError::Db(_)), "{err}");
 
     // A missing file names the folder setting.
     let empty = tempfile::tempdir().unwrap();
-    let err = fixtures::load_all(db.conn(), empty.path())
+    let err = fixtures::load_all(db.conn(), Some(empty.path()))
         .await
         .unwrap_err();
     assert!(err.to_string().contains("DATABASE_FIXTURE_PATH"), "{err}");

@@ -43,7 +43,7 @@ pub fn fixture_dir() -> PathBuf {
 /// turns sqlx's checkout events into `app_db_pool_acquire_wait_seconds`, which tests serving
 /// the app in-process would otherwise never see. Once per process; later calls do nothing.
 pub fn telemetry() {
-    app::telemetry::init("off");
+    app::telemetry::init("off", app::config::LogFormat::Text);
 }
 
 /// Whether this test has the process to itself (nextest runs each test in a process of its
@@ -52,14 +52,10 @@ pub fn alone_in_process() -> bool {
     std::env::var("NEXTEST_EXECUTION_MODE").is_ok_and(|mode| mode == "process-per-test")
 }
 
-/// Settings for tests: the given variables over quiet defaults and the shipped fixtures.
+/// Settings for tests: the given variables over quiet defaults (the built-in fixtures).
 pub fn settings_with(vars: &[(&str, &str)]) -> Settings {
     let mut map: HashMap<String, String> = HashMap::new();
     map.insert("APP_ENV".into(), "testing".into());
-    map.insert(
-        "DATABASE_FIXTURE_PATH".into(),
-        fixture_dir().display().to_string(),
-    );
     map.insert("APP_PORT".into(), "0".into());
     for (key, value) in vars {
         map.insert((*key).to_string(), (*value).to_string());
@@ -152,7 +148,7 @@ async fn seed(url: &str) {
     migrate::run(&db, &settings.database, Direction::Up, "head", &mut |_| {})
         .await
         .expect("upgrade to head");
-    fixtures::load_all(db.conn(), &settings.database.fixture_path)
+    fixtures::load_all(db.conn(), settings.database.fixture_path.as_deref())
         .await
         .expect("load fixtures");
     db.close().await;
@@ -346,8 +342,8 @@ macro_rules! on_both_databases {
 pub(crate) use on_both_databases;
 
 /// Runs the `app` binary as a user would: in `dir` (so no stray `.env` is read), with no
-/// terminal on stdin, and with only PATH (to find pg_dump and friends), NO_COLOR, the shipped
-/// fixtures and `vars` set.
+/// terminal on stdin, and with only PATH (to find pg_dump and friends), NO_COLOR and `vars`
+/// set: the fixtures are the built-in ones, as for a binary run outside the checkout.
 pub fn run_app(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> std::process::Output {
     app_command(dir, args, vars).output().expect("app runs")
 }
@@ -361,7 +357,6 @@ pub fn app_command(dir: &Path, args: &[&str], vars: &[(&str, &str)]) -> std::pro
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("NO_COLOR", "1")
-        .env("DATABASE_FIXTURE_PATH", fixture_dir())
         .stdin(std::process::Stdio::null());
     for (key, value) in vars {
         command.env(key, value);

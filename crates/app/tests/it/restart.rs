@@ -103,7 +103,7 @@ impl Cluster {
         )
         .await
         .expect("upgrade to head");
-        app::fixtures::load_all(conn.conn(), &settings.database.fixture_path)
+        app::fixtures::load_all(conn.conn(), settings.database.fixture_path.as_deref())
             .await
             .expect("load the fixtures");
         conn.close().await;
