@@ -46,7 +46,7 @@ pub enum FixtureError {
         index: usize,
         reason: String,
     },
-    #[error("loading fixtures failed, nothing was written: {0}")]
+    #[error("loading fixtures failed, nothing was written: {}", crate::db::describe(.0))]
     Db(#[from] DbErr),
 }
 

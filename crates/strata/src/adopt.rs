@@ -529,7 +529,7 @@ pub(crate) async fn run(
 fn failed(statement: &str, error: sqlx::Error) -> AdoptError {
     AdoptError::Failed {
         statement: statement.to_string(),
-        error: error.to_string(),
+        error: crate::server_error::describe(&error),
     }
 }
 

@@ -32,6 +32,7 @@ pub mod render;
 mod reverse;
 pub mod runner;
 pub mod schema;
+pub mod server_error;
 pub mod sqlite_dependents;
 mod sqlite_rebuilds;
 pub mod squash;

@@ -36,6 +36,7 @@ use crate::Dialect;
 use crate::migration::Migration;
 use crate::ops::{DataFn, Operation};
 use crate::render::{self, RenderError};
+use crate::server_error::describe;
 use crate::sqlite_dependents::{self, Dependent, DependentsStep, Phase};
 use crate::sqlite_rebuilds::RebuildPlanner;
 use crate::state::{Direction, History, HistoryError};
@@ -113,12 +114,12 @@ impl DataContext<'_> {
 
     /// Runs SQL (one or more statements); returns the rows it changed.
     pub async fn execute(&mut self, sql: &str) -> Result<u64, String> {
-        self.conn.execute(sql).await.map_err(|e| e.to_string())
+        self.conn.execute(sql).await.map_err(|e| describe(&e))
     }
 
     /// Rows of a query, each column read as text.
     pub async fn fetch_text(&mut self, sql: &str) -> Result<Vec<Vec<Option<String>>>, String> {
-        self.conn.fetch_text(sql).await.map_err(|e| e.to_string())
+        self.conn.fetch_text(sql).await.map_err(|e| describe(&e))
     }
 }
 
@@ -216,7 +217,7 @@ pub enum RunError {
     },
     #[error("cannot read the live schema: {0}")]
     Introspect(#[from] crate::introspect::IntrospectError),
-    #[error("database error: {0}")]
+    #[error("database error: {}", describe(.0))]
     Db(#[from] sqlx::Error),
 }
 
@@ -951,7 +952,7 @@ async fn run_statements(
             if timeouts::is_lock_timeout(&error) && options.lock_timeout.is_some() {
                 return Ok(Outcome::LockTimeout);
             }
-            return Err(fail(sql, error.to_string()));
+            return Err(fail(sql, describe(&error)));
         }
         if sql.starts_with("BEGIN") {
             if !announced {
@@ -966,7 +967,7 @@ async fn run_statements(
                 for sql in &guard {
                     conn.execute(sql)
                         .await
-                        .map_err(|error| fail(sql, error.to_string()))?;
+                        .map_err(|error| fail(sql, describe(&error)))?;
                 }
             }
             // Another process may have run this migration while we waited for the lock.

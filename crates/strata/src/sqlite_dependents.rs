@@ -179,10 +179,7 @@ pub async fn restore(
     saved: &[Dependent],
 ) -> Result<(), String> {
     let refuse = |d: &Dependent, e: sqlx::Error| {
-        let error = match &e {
-            sqlx::Error::Database(db) => db.message().to_string(),
-            other => other.to_string(),
-        };
+        let error = crate::server_error::describe(&e);
         format!(
             "cannot keep {} {} across the rebuild of table {}: {error}; drop or change it first",
             d.kind, d.name, step.table

@@ -36,10 +36,10 @@ pub enum DbError {
     /// The connection broke under a statement: the server ended it (restart, failover,
     /// `pg_terminate_backend`, an idle timeout) or the network dropped it. See
     /// [`is_connection_lost`].
-    #[error("the connection to the database was lost: {0}")]
+    #[error("the connection to the database was lost: {}", describe(.0))]
     ConnectionLost(#[source] sea_orm::DbErr),
 
-    #[error("database error: {0}")]
+    #[error("database error: {}", describe(.0))]
     Query(#[source] sea_orm::DbErr),
 
     #[error("unexpected answer from the database: {0}")]
@@ -123,6 +123,19 @@ pub fn is_connection_lost(err: &sea_orm::DbErr) -> bool {
     }
 }
 
+/// `err` on one line as a person should read it: for an error the server returned, its
+/// message, code, detail and hint (see [`strata::server_error`]), not sqlx's text, which ends
+/// PostgreSQL's errors with a line number of PostgreSQL's own source.
+pub fn describe(err: &sea_orm::DbErr) -> String {
+    use sea_orm::{DbErr, RuntimeErr};
+    match err {
+        DbErr::Conn(RuntimeErr::SqlxError(err))
+        | DbErr::Exec(RuntimeErr::SqlxError(err))
+        | DbErr::Query(RuntimeErr::SqlxError(err)) => strata::server_error::describe(err),
+        other => other.to_string(),
+    }
+}
+
 /// [`is_connection_lost`] for a sqlx error.
 pub fn sqlx_connection_lost(err: &sqlx::Error) -> bool {
     match err {
@@ -134,15 +147,13 @@ pub fn sqlx_connection_lost(err: &sqlx::Error) -> bool {
     }
 }
 
-/// sqlx's message without the "error returned from database:" prefix noise, on one line.
+/// Why a connection could not be made, on one line.
 fn sqlx_reason(err: &sqlx::Error) -> String {
-    let text = match err {
-        sqlx::Error::Database(db) => db.message().to_string(),
-        sqlx::Error::Io(io) => io.to_string(),
+    match err {
         sqlx::Error::PoolTimedOut => "timed out waiting for a connection".to_string(),
-        other => other.to_string(),
-    };
-    text.lines().collect::<Vec<_>>().join(" ")
+        sqlx::Error::Io(io) => io.to_string(),
+        other => strata::server_error::describe(other),
+    }
 }
 
 #[cfg(test)]

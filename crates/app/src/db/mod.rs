@@ -33,7 +33,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSy
 
 use crate::config::{Backend, DatabaseSettings, DatabaseUrl};
 use crate::metrics::Metrics;
-pub use error::{DbError, is_connection_lost};
+pub use error::{DbError, describe, is_connection_lost};
 use pool::{LostConnections, OwnedPool, PoolShape};
 
 /// How long a SQLite connection waits for a lock held by another before giving up.

@@ -75,7 +75,7 @@ pub enum AccountError {
     MissingRole(&'static str),
     #[error(transparent)]
     Hash(#[from] HashError),
-    #[error(transparent)]
+    #[error("{}", crate::db::describe(.0))]
     Db(#[from] DbErr),
 }
 

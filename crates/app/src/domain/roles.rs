@@ -27,7 +27,7 @@ pub enum RoleError {
     UnknownRole(String),
     #[error("no user with email {0}")]
     UnknownUser(String),
-    #[error(transparent)]
+    #[error("{}", crate::db::describe(.0))]
     Db(#[from] DbErr),
 }
 

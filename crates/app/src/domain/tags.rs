@@ -48,7 +48,7 @@ pub enum TagError {
     /// Unknown, or another user's (the two are not told apart).
     #[error("tag {0} not found")]
     NotFound(Uuid),
-    #[error(transparent)]
+    #[error("{}", crate::db::describe(.0))]
     Db(#[from] DbErr),
 }
 

@@ -63,7 +63,7 @@ pub enum TodoError {
     /// Each broken rule as `(field, message)`, the field spelled as clients write it.
     #[error("{}", tags::describe(.0))]
     Invalid(Vec<(String, String)>),
-    #[error(transparent)]
+    #[error("{}", crate::db::describe(.0))]
     Db(#[from] DbErr),
 }
 

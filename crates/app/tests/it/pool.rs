@@ -345,3 +345,38 @@ async fn pool_events_are_counted_by_the_server() {
     assert_eq!(on_server, 3);
     admin.execute("SELECT 1").await.unwrap();
 }
+
+/// A failed statement reads as the server said it, with its code and detail, on both
+/// databases; never with sqlx's "at line N" (a line of PostgreSQL's own C source).
+#[tokio::test]
+async fn database_errors_show_the_server_message_code_and_detail() {
+    for kind in [Kind::Postgres, Kind::Sqlite] {
+        let test_db = TestDb::new(kind).await;
+        let db = test_db.connect(&[]).await;
+        let conn = db.conn();
+        conn.execute_unprepared("CREATE TABLE marked (id INTEGER PRIMARY KEY)")
+            .await
+            .unwrap();
+        conn.execute_unprepared("INSERT INTO marked (id) VALUES (1)")
+            .await
+            .unwrap();
+        let err = conn
+            .execute_unprepared("INSERT INTO marked (id) VALUES (1)")
+            .await
+            .unwrap_err();
+        let shown = app::db::describe(&err);
+        assert!(!shown.contains(" at line "), "{kind:?}: {shown}");
+        assert!(!shown.contains("error returned from database"), "{shown}");
+        match kind {
+            Kind::Postgres => assert_eq!(
+                shown,
+                "duplicate key value violates unique constraint \"marked_pkey\" \
+                 (SQLSTATE 23505): Key (id)=(1) already exists."
+            ),
+            Kind::Sqlite => assert_eq!(
+                shown,
+                "UNIQUE constraint failed: marked.id (SQLite code 1555)"
+            ),
+        }
+    }
+}
