@@ -103,6 +103,11 @@ class Server:
                     return int(line.split()[1])
         return 0
 
+    def reset_peak_memory(self):
+        """Starts VmHWM over from the current RSS (Linux: clear_refs 5), to measure a phase."""
+        with open(f"/proc/{self.process.pid}/clear_refs", "w") as refs:
+            refs.write("5")
+
     def stop(self):
         self.process.terminate()
         self.process.wait(timeout=30)

@@ -10,6 +10,7 @@ mod responses;
 pub mod retry;
 mod roles;
 mod tags;
+mod to_completion;
 mod todos;
 mod users;
 
@@ -161,5 +162,7 @@ pub fn app(state: AppState) -> Router {
             state.lifecycle.clone(),
             track_requests,
         ))
+        // Outermost: a client that goes away cannot cut the work below off half way.
+        .layer(axum::middleware::from_fn(to_completion::run_to_completion))
         .with_state(state)
 }

@@ -7,6 +7,7 @@ mod backup;
 mod cli;
 mod config;
 mod deploys;
+mod disconnects;
 mod doctor;
 mod entities;
 mod fixtures;
