@@ -8,8 +8,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, IntoActiveModel,
+    QueryFilter, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 
@@ -71,7 +71,7 @@ pub struct RoleFixture {
 /// Reads and checks every fixture file in `dir`, then upserts all rows in one transaction.
 #[tracing::instrument(skip(db))]
 pub async fn load_all(
-    db: &DatabaseConnection,
+    db: &crate::db::DbConn,
     dir: &Path,
 ) -> Result<Vec<FixtureReport>, FixtureError> {
     let role_file = dir.join("role.json");
