@@ -15,6 +15,7 @@ use serde_json::json;
 use sqlx::{Connection, Executor, PgConnection, Row};
 
 use crate::api::{PASSWORD, TestApp};
+use crate::doctor::{doctor, finding};
 use crate::helpers::{Kind, TestDb, admin_url, app_command, free_port, running_as_root, succeeded};
 
 /// Set to 1 to let the PgBouncer tests pass without PgBouncer (CI installs it).
@@ -574,5 +575,61 @@ async fn the_service_through_pgbouncer_needs_pgbouncer_true_and_then_serves_ever
     assert!(
         failed,
         "without pgbouncer=true the service fails through PgBouncer"
+    );
+}
+
+/// `doctor` sees PgBouncer in transaction mode: without `pgbouncer=true` its `pooler` finding
+/// fails and names the fix; with it, and straight to PostgreSQL, the finding is ok.
+#[tokio::test]
+async fn doctor_reports_a_transaction_pooler_without_pgbouncer_true() {
+    let Some(bouncer) = PgBouncer::start() else {
+        return;
+    };
+    let db = TestDb::new(Kind::Postgres).await;
+    let through = bouncer.url_for(db.pg_name());
+
+    let (out, report) = doctor(&through);
+    let pooler = finding(&report, "pooler");
+    assert_eq!(pooler["status"], "fail", "{report:#}");
+    assert!(
+        pooler["detail"]
+            .as_str()
+            .unwrap()
+            .contains("lacks pgbouncer=true"),
+        "{pooler}"
+    );
+    assert!(
+        pooler["hint"]
+            .as_str()
+            .unwrap()
+            .contains("add pgbouncer=true"),
+        "{pooler}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{report:#}");
+
+    let (_, report) = doctor(&format!("{through}?pgbouncer=true"));
+    let pooler = finding(&report, "pooler");
+    assert_eq!(pooler["status"], "ok", "{report:#}");
+    assert!(
+        pooler["detail"]
+            .as_str()
+            .unwrap()
+            .contains("a transaction pooler is in between"),
+        "{pooler}"
+    );
+    assert_ne!(
+        report["status"], "fail",
+        "every check works through it: {report:#}"
+    );
+
+    let (_, report) = doctor(&db.url);
+    let pooler = finding(&report, "pooler");
+    assert_eq!(pooler["status"], "ok", "{report:#}");
+    assert!(
+        pooler["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no transaction pooler seen"),
+        "{pooler}"
     );
 }
