@@ -4,6 +4,8 @@
 //! Every check reports instead of stopping the run: a database that cannot be reached is a
 //! failing `connection` finding, and a check whose query fails is a finding of its own.
 
+mod pooler;
+
 use std::path::Path;
 
 use serde::Serialize;
@@ -108,6 +110,12 @@ where
             return Report::new(findings);
         }
     };
+    // Asked first, with statements any pooler passes on: a pooler the URL does not declare
+    // may make the ping below fail, and this says why.
+    let pooler = match settings.url.backend() {
+        crate::config::Backend::Postgresql => Some(pooler::finding(&db, settings).await),
+        crate::config::Backend::Sqlite => None,
+    };
     match db.ping().await {
         Ok(ping) => findings.push(Finding::ok(
             "connection",
@@ -123,11 +131,13 @@ where
         )),
         Err(err) => {
             findings.push(unreachable(settings, &err));
+            findings.extend(pooler);
             findings.push(pool(settings));
             db.close().await;
             return Report::new(findings);
         }
     }
+    findings.extend(pooler);
     findings.push(pool(settings));
     findings.extend(schema(&db, settings).await);
     match db.dedicated_connection().await {

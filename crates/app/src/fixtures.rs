@@ -10,8 +10,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use sea_orm::{
-    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, DbErr, EntityTrait, IntoActiveModel,
+    QueryFilter, TransactionTrait,
 };
 use serde::{Deserialize, Serialize};
 
@@ -77,7 +77,7 @@ const BUILT_IN_ROLES: &str = include_str!("../fixtures/role.json");
 /// upserts all rows in one transaction.
 #[tracing::instrument(skip(db))]
 pub async fn load_all(
-    db: &DatabaseConnection,
+    db: &crate::db::DbConn,
     folder: Option<&Path>,
 ) -> Result<Vec<FixtureReport>, FixtureError> {
     let (role_file, roles) = match folder {

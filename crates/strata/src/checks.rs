@@ -202,6 +202,7 @@ async fn rewrite_checks(
     // table: then no check of the table is rewritten.
     let mut made = tx.begin().await?;
     if let Err(err) = sqlx::query(sqlx::AssertSqlSafe(create))
+        .persistent(false)
         .execute(&mut *made)
         .await
     {
@@ -249,6 +250,7 @@ async fn rewrite_once(
     );
     let def: Result<String, sqlx::Error> = async {
         sqlx::query(sqlx::AssertSqlSafe(add))
+            .persistent(false)
             .execute(&mut *savepoint)
             .await?;
         sqlx::query_scalar(
@@ -257,6 +259,7 @@ async fn rewrite_once(
         )
         .bind(temp)
         .bind(name)
+        .persistent(false)
         .fetch_one(&mut *savepoint)
         .await
     }

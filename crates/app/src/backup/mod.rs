@@ -176,6 +176,7 @@ async fn restore_inner(
             options,
             password,
             display,
+            ..
         } => {
             let custom = header.starts_with(PG_CUSTOM_HEADER);
             let kind = if custom {

@@ -213,7 +213,7 @@ struct Shown {
 }
 
 async fn show(
-    db: &sea_orm::DatabaseConnection,
+    db: &crate::db::DbConn,
     user: user_account::Model,
     format: Format,
 ) -> Result<(), CliError> {

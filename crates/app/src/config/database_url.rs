@@ -11,7 +11,7 @@
 //! | `sqlite::memory:`                        | SQLite in memory                        |
 //!
 //! TLS: libpq's `sslmode`, `sslrootcert`, `sslcert`, `sslkey`, or asyncpg's `ssl=<mode>`
-//! (see `pg_tls`).
+//! (see `pg_tls`). A transaction pooler in front of PostgreSQL: `pgbouncer=true` (see `pooler`).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -21,6 +21,7 @@ use sqlx::postgres::PgConnectOptions;
 
 use super::ConfigError;
 use super::pg_tls;
+use super::pooler;
 
 const VAR: &str = "DATABASE_URL";
 
@@ -57,6 +58,9 @@ pub enum DatabaseUrl {
         /// The password, for tools run as child processes (`app database backup`), which get
         /// it by environment; never shown.
         password: Option<String>,
+        /// `pgbouncer=true`: the server is a transaction pooler, and the driver uses only
+        /// statements one accepts (no named prepared statement outside a transaction).
+        pgbouncer: bool,
     },
     /// `path: None` is an in-memory database.
     Sqlite { path: Option<PathBuf> },
@@ -95,9 +99,16 @@ impl DatabaseUrl {
             | "postgresql+asyncpg"
             | "postgresql+psycopg"
             | "postgresql+psycopg2" => {
-                let url = pg_tls::normalize(&format!("postgres:{rest}")).map_err(invalid)?;
-                let options = PgConnectOptions::from_str(&url)
+                let (url, pgbouncer) =
+                    pooler::take(&format!("postgres:{rest}")).map_err(&invalid)?;
+                let url = pg_tls::normalize(&url).map_err(&invalid)?;
+                let mut options = PgConnectOptions::from_str(&url)
                     .map_err(|err| invalid(format!("not a PostgreSQL URL: {err}")))?;
+                if pgbouncer {
+                    // A statement cached on one server connection is not on the next one the
+                    // pooler hands out.
+                    options = options.statement_cache_capacity(0);
+                }
                 let password = url::Url::parse(&url)
                     .ok()
                     .and_then(|parsed| parsed.password().map(percent_decode));
@@ -105,6 +116,7 @@ impl DatabaseUrl {
                     options: Box::new(options),
                     display,
                     password,
+                    pgbouncer,
                 })
             }
             "sqlite+aiosqlite" | "sqlite+pysqlite" => {
@@ -136,6 +148,17 @@ impl DatabaseUrl {
                 path: Some(PathBuf::from(path)),
             }),
         }
+    }
+
+    /// Whether the URL says the server is a transaction pooler (`pgbouncer=true`).
+    pub fn pgbouncer(&self) -> bool {
+        matches!(
+            self,
+            DatabaseUrl::Postgres {
+                pgbouncer: true,
+                ..
+            }
+        )
     }
 
     pub fn backend(&self) -> Backend {

@@ -9,6 +9,7 @@ mod database_url;
 mod migration;
 mod parse;
 mod pg_tls;
+mod pooler;
 
 use std::collections::HashMap;
 use std::fmt;

@@ -14,7 +14,9 @@ mod error;
 pub use echo::count_statements;
 mod memory;
 pub mod pool;
+mod pooler;
 mod write_queue;
+pub use pooler::DbConn;
 pub use write_queue::WriteTransaction;
 
 use std::cell::Cell;
@@ -24,9 +26,7 @@ use std::str::FromStr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use sea_orm::{
-    ConnectionTrait, DatabaseConnection, SqlxPostgresConnector, SqlxSqliteConnector, Statement,
-};
+use sea_orm::{ConnectionTrait, SqlxPostgresConnector, SqlxSqliteConnector, Statement};
 use serde::Serialize;
 use sqlx::postgres::PgPool;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqliteSynchronous};
@@ -49,7 +49,7 @@ enum Pool {
 /// A connected database: the SeaORM connection for queries and the pool for its figures.
 #[derive(Debug, Clone)]
 pub struct Database {
-    conn: DatabaseConnection,
+    conn: DbConn,
     pool: Pool,
     backend: Backend,
     shape: PoolShape,
@@ -149,7 +149,7 @@ impl Database {
             note_write(&info.statement.sql);
         });
         let db = Database {
-            conn,
+            conn: DbConn::new(conn, settings.url.pgbouncer()),
             pool,
             backend: settings.url.backend(),
             shape,
@@ -165,8 +165,9 @@ impl Database {
         Ok(db)
     }
 
-    /// The SeaORM connection for queries.
-    pub fn conn(&self) -> &DatabaseConnection {
+    /// The connection for queries: SeaORM's, used as it is, with the pooler rules applied
+    /// behind `pgbouncer=true` (see [`DbConn`]).
+    pub fn conn(&self) -> &DbConn {
         &self.conn
     }
 
@@ -425,7 +426,7 @@ async fn open_first_sqlite_connection(
 /// lock at BEGIN (`BEGIN IMMEDIATE`), so it neither fails a lock upgrade with "database is
 /// locked" nor sleeps in SQLite's busy handler behind the process's other writers; on
 /// PostgreSQL a plain BEGIN.
-pub async fn begin_write(db: &DatabaseConnection) -> Result<WriteTransaction, sea_orm::DbErr> {
+pub async fn begin_write(db: &DbConn) -> Result<WriteTransaction, sea_orm::DbErr> {
     WriteTransaction::begin(
         db,
         sea_orm::TransactionOptions {

@@ -21,8 +21,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, LazyLock, Mutex, Weak};
 
 use sea_orm::{
-    ConnAcquireErr, ConnectionTrait, DatabaseConnection, DatabaseTransaction, DbBackend, DbErr,
-    ExecResult, QueryResult, Statement, TransactionTrait,
+    ConnAcquireErr, ConnectionTrait, DatabaseTransaction, DbBackend, DbErr, ExecResult,
+    QueryResult, Statement, TransactionTrait,
 };
 use tokio::sync::OwnedMutexGuard;
 
@@ -59,11 +59,11 @@ pub struct WriteTransaction {
 impl WriteTransaction {
     /// Waits for the write turn (SQLite), then begins the transaction with `options`.
     pub(super) async fn begin(
-        db: &DatabaseConnection,
+        db: &super::DbConn,
         options: sea_orm::TransactionOptions,
     ) -> Result<Self, DbErr> {
         let turn = match db.get_database_backend() {
-            DbBackend::Sqlite => Some(take_turn(db.get_sqlite_connection_pool()).await?),
+            DbBackend::Sqlite => Some(take_turn(db.orm().get_sqlite_connection_pool()).await?),
             _ => None,
         };
         let txn = db.begin_with_options(options).await?;

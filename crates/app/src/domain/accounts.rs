@@ -19,9 +19,9 @@ use std::time::Duration;
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, LockType};
 use sea_orm::{
-    ActiveModelBehavior, ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait,
-    DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, LoaderTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    ActiveModelBehavior, ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr,
+    EntityTrait, IntoActiveModel, LoaderTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, SqlErr,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
@@ -458,7 +458,7 @@ async fn required_role(
 
 /// Inserts a checked account with its roles, in one transaction.
 async fn insert_account(
-    db: &DatabaseConnection,
+    db: &crate::db::DbConn,
     new: NewUser,
     hashed_password: String,
 ) -> Result<user_account::Model, AccountError> {
@@ -495,7 +495,7 @@ async fn insert_account(
 
 /// Checks and normalizes a new account, then hashes its password.
 async fn prepare(
-    db: &DatabaseConnection,
+    db: &crate::db::DbConn,
     mut new: NewUser,
 ) -> Result<(NewUser, String), AccountError> {
     new.email = normalize_email(&new.email);
@@ -520,7 +520,7 @@ async fn prepare(
 /// when another sign-up wins a race for it.
 #[tracing::instrument(skip(db, password))]
 pub async fn signup(
-    db: &DatabaseConnection,
+    db: &crate::db::DbConn,
     email: &str,
     name: Option<&str>,
     password: &str,
@@ -543,7 +543,7 @@ pub async fn signup(
 /// the `application-access` role, and the `superuser` role too when `is_superuser` is set.
 #[tracing::instrument(skip(db))]
 pub async fn create_user(
-    db: &DatabaseConnection,
+    db: &crate::db::DbConn,
     new: NewUser,
 ) -> Result<user_account::Model, AccountError> {
     let (new, hashed) = prepare(db, new).await?;
@@ -572,7 +572,7 @@ async fn dummy_hash() -> &'static str {
 /// the password.
 #[tracing::instrument(skip(db, password))]
 pub async fn authenticate(
-    db: &DatabaseConnection,
+    db: &crate::db::DbConn,
     email: &str,
     password: &str,
 ) -> Result<user_account::Model, AccountError> {
@@ -661,7 +661,7 @@ impl From<DbErr> for SignInError {
 /// failures older than the window are deleted as new ones come in.
 #[tracing::instrument(skip_all, fields(address = ?attempt.address))]
 pub async fn sign_in(
-    db: &DatabaseConnection,
+    db: &crate::db::DbConn,
     limits: &LoginThrottle,
     attempt: SignIn<'_>,
 ) -> Result<user_account::Model, SignInError> {
@@ -795,7 +795,7 @@ fn address_scope(address: IpAddr) -> String {
 /// ignored for ASCII letters only).
 #[tracing::instrument(skip(db))]
 pub async fn list_users(
-    db: &DatabaseConnection,
+    db: &crate::db::DbConn,
     search: Option<&str>,
     limit: u64,
     offset: u64,
@@ -835,7 +835,7 @@ pub async fn list_users(
 /// The account with this id.
 #[tracing::instrument(skip(db))]
 pub async fn get_user(
-    db: &DatabaseConnection,
+    db: &crate::db::DbConn,
     id: Uuid,
 ) -> Result<user_account::Model, AccountError> {
     user_account::Entity::find_by_id(id)
@@ -853,7 +853,7 @@ pub async fn get_user(
 /// superusers locked: a concurrent change that would also remove one waits, then sees this one.
 #[tracing::instrument(skip(db))]
 pub async fn update_user(
-    db: &DatabaseConnection,
+    db: &crate::db::DbConn,
     actor: Actor,
     id: Uuid,
     mut patch: UserPatch,
@@ -954,7 +954,7 @@ pub async fn update_user(
 /// links. Follows the superuser rules ([`Refusal`]) like [`update_user`].
 #[tracing::instrument(skip(db))]
 pub async fn delete_user(
-    db: &DatabaseConnection,
+    db: &crate::db::DbConn,
     actor: Actor,
     id: Uuid,
 ) -> Result<(), Guarded<AccountError>> {

@@ -9,8 +9,8 @@
 use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::LockType;
 use sea_orm::{
-    ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
-    IntoActiveModel, QueryFilter, QuerySelect,
+    ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait, IntoActiveModel,
+    QueryFilter, QuerySelect,
 };
 
 use super::accounts::{
@@ -53,7 +53,7 @@ enum Change {
 /// already holds changes nothing and is no error.
 #[tracing::instrument(skip(db))]
 pub async fn assign(
-    db: &DatabaseConnection,
+    db: &crate::db::DbConn,
     actor: Actor,
     slug: &str,
     email: &str,
@@ -65,7 +65,7 @@ pub async fn assign(
 /// hold it. Taking `superuser` follows the superuser rules ([`super::accounts::Refusal`]).
 #[tracing::instrument(skip(db))]
 pub async fn revoke(
-    db: &DatabaseConnection,
+    db: &crate::db::DbConn,
     actor: Actor,
     slug: &str,
     email: &str,
@@ -77,7 +77,7 @@ pub async fn revoke(
 /// `superuser` role, in one transaction.
 #[tracing::instrument(skip(db))]
 pub async fn promote(
-    db: &DatabaseConnection,
+    db: &crate::db::DbConn,
     actor: Actor,
     email: &str,
 ) -> Result<user_account::Model, Guarded<RoleError>> {
@@ -88,7 +88,7 @@ pub async fn promote(
 /// unless the superuser rules refuse it.
 #[tracing::instrument(skip(db))]
 pub async fn demote(
-    db: &DatabaseConnection,
+    db: &crate::db::DbConn,
     actor: Actor,
     email: &str,
 ) -> Result<user_account::Model, Guarded<RoleError>> {
@@ -96,7 +96,7 @@ pub async fn demote(
 }
 
 async fn change(
-    db: &DatabaseConnection,
+    db: &crate::db::DbConn,
     actor: Actor,
     slug: &str,
     email: &str,

@@ -26,9 +26,8 @@ use sea_orm::sea_query::{
     Expr, ExprTrait, Func, LikeExpr, LockType, NullOrdering, OnConflict, Query,
 };
 use sea_orm::{
-    ActiveModelBehavior, ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait,
-    DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, Order, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    ActiveModelBehavior, ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr,
+    EntityTrait, IntoActiveModel, Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -428,7 +427,7 @@ pub fn check_query(query: &TodoQuery) -> Vec<(String, String)> {
 /// range, makes the missing tags and links them. `created_time` is now.
 #[tracing::instrument(skip(db, new), fields(item = %new.item))]
 pub async fn create(
-    db: &DatabaseConnection,
+    db: &crate::db::DbConn,
     user_id: Uuid,
     new: NewTodo,
 ) -> Result<TodoWithTags, TodoError> {
@@ -450,7 +449,7 @@ pub async fn create(
 /// One transaction of [`create`]; `None` when the database refused an overlap that was gone
 /// when looked up (see [`todo_overlap::refusal`]).
 async fn create_once(
-    db: &DatabaseConnection,
+    db: &crate::db::DbConn,
     user_id: Uuid,
     new: &NewTodo,
 ) -> Result<Option<TodoWithTags>, TodoError> {
@@ -516,7 +515,7 @@ pub async fn get(
 /// todo itself out, so moving a todo within its own range is no conflict.
 #[tracing::instrument(skip(db, patch))]
 pub async fn update(
-    db: &DatabaseConnection,
+    db: &crate::db::DbConn,
     user_id: Uuid,
     id: Uuid,
     patch: TodoPatch,
@@ -532,7 +531,7 @@ pub async fn update(
 
 /// One transaction of [`update`], as [`create_once`] is of [`create`].
 async fn update_once(
-    db: &DatabaseConnection,
+    db: &crate::db::DbConn,
     user_id: Uuid,
     id: Uuid,
     patch: &TodoPatch,

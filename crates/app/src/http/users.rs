@@ -9,7 +9,6 @@ use axum::http::header::LOCATION;
 use axum::http::{HeaderName, StatusCode};
 use axum::routing::get;
 use chrono::{DateTime, NaiveDate, Utc};
-use sea_orm::DatabaseConnection;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, OpenApi, ToSchema};
 use uuid::Uuid;
@@ -99,10 +98,7 @@ impl UserView {
     }
 
     /// The view of `user`, with its roles read from the database.
-    pub async fn load(
-        db: &DatabaseConnection,
-        user: user_account::Model,
-    ) -> Result<Self, ApiError> {
+    pub async fn load(db: &crate::db::DbConn, user: user_account::Model) -> Result<Self, ApiError> {
         let roles = accounts::roles_of(db, user.id).await?;
         Ok(UserView::new(user, roles))
     }

@@ -160,6 +160,37 @@ fn postgres_url_keeps_user_host_port_and_database() {
     );
 }
 
+/// `pgbouncer=true` turns the pooler rules on and the driver's statement cache off; without
+/// it, or with `false`, nothing changes.
+#[test]
+fn pgbouncer_true_marks_a_transaction_pooler() {
+    for (url, pooler) in [
+        (
+            "postgresql+asyncpg://app:secret@bouncer:6432/todo?pgbouncer=true",
+            true,
+        ),
+        (
+            "postgres://bouncer:6432/todo?sslmode=disable&pgbouncer=1",
+            true,
+        ),
+        ("postgres://db/todo?pgbouncer=false", false),
+        ("postgres://db/todo", false),
+        ("sqlite::memory:", false),
+    ] {
+        let parsed = DatabaseUrl::parse(url).unwrap();
+        assert_eq!(parsed.pgbouncer(), pooler, "{url}");
+        if let DatabaseUrl::Postgres { options, .. } = &parsed {
+            let driver = sqlx::ConnectOptions::to_url_lossy(&**options);
+            let cache = driver
+                .query_pairs()
+                .find(|(key, _)| key == "statement-cache-capacity")
+                .map(|(_, value)| value.into_owned());
+            let expected = if pooler { "0" } else { "100" };
+            assert_eq!(cache.as_deref(), Some(expected), "{url}: {driver}");
+        }
+    }
+}
+
 #[test]
 fn bad_values_name_the_variable_and_the_value() {
     let cases = [
@@ -185,6 +216,7 @@ fn bad_values_name_the_variable_and_the_value() {
         ("DATABASE_URL", "sqlite+aiosqlite://db.sqlite3"),
         ("DATABASE_URL", "sqlite://"),
         ("DATABASE_URL", "postgresql+asyncpg://u@h:notaport/db"),
+        ("DATABASE_URL", "postgresql://u@h:6432/db?pgbouncer=maybe"),
         ("DATABASE_MIGRATION_DDL_VERSION_TABLE", "bad-name"),
         ("DATABASE_MIGRATION_DDL_VERSION_TABLE", "1table"),
         ("APP_ENV", "staging"),

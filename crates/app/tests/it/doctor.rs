@@ -8,7 +8,7 @@ use serde_json::Value;
 use crate::helpers::{Kind, TestDb, run_app_on};
 
 /// Runs `app database doctor --format json` against `url` and parses the report.
-fn doctor(url: &str) -> (Output, Value) {
+pub(crate) fn doctor(url: &str) -> (Output, Value) {
     let out = run_app_on(url, &["database", "doctor", "--format", "json"]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
@@ -21,7 +21,7 @@ fn doctor(url: &str) -> (Output, Value) {
     (out, json)
 }
 
-fn finding<'a>(report: &'a Value, name: &str) -> &'a Value {
+pub(crate) fn finding<'a>(report: &'a Value, name: &str) -> &'a Value {
     report["findings"]
         .as_array()
         .expect("findings")

@@ -334,18 +334,33 @@ async fn foreign_keys_are_enforced_sqlite() {
 async fn create_all_and_drop_all(kind: Kind) {
     let test_db = TestDb::empty(kind).await;
     let db = test_db.connect(&[]).await;
-    assert_eq!(schema::missing_tables(db.conn()).await.unwrap(), TABLES);
-    schema::create_all(db.conn(), Existing::Fail).await.unwrap();
-    assert!(schema::missing_tables(db.conn()).await.unwrap().is_empty());
+    assert_eq!(
+        schema::missing_tables(db.conn().orm()).await.unwrap(),
+        TABLES
+    );
+    schema::create_all(db.conn().orm(), Existing::Fail)
+        .await
+        .unwrap();
     assert!(
-        schema::create_all(db.conn(), Existing::Fail).await.is_err(),
+        schema::missing_tables(db.conn().orm())
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(
+        schema::create_all(db.conn().orm(), Existing::Fail)
+            .await
+            .is_err(),
         "a second create_all refuses existing tables"
     );
-    schema::create_all(db.conn(), Existing::Skip)
+    schema::create_all(db.conn().orm(), Existing::Skip)
         .await
         .expect("IF NOT EXISTS creates nothing twice");
-    schema::drop_all(db.conn()).await.unwrap();
-    assert_eq!(schema::missing_tables(db.conn()).await.unwrap(), TABLES);
+    schema::drop_all(db.conn().orm()).await.unwrap();
+    assert_eq!(
+        schema::missing_tables(db.conn().orm()).await.unwrap(),
+        TABLES
+    );
     assert!(
         db.conn()
             .query_all_raw(db.statement(match kind {

@@ -7,10 +7,15 @@
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use app::startup::Application;
+use serde_json::json;
 use sqlx::{Connection, Executor, PgConnection, Row};
 
+use crate::api::{PASSWORD, TestApp};
+use crate::doctor::{doctor, finding};
 use crate::helpers::{Kind, TestDb, admin_url, app_command, free_port, running_as_root, succeeded};
 
 /// Set to 1 to let the PgBouncer tests pass without PgBouncer (CI installs it).
@@ -224,4 +229,407 @@ async fn four_concurrent_upgrades_through_pgbouncer_apply_each_revision_once() {
         succeeded(&out);
     }
     let _ = direct.close().await;
+}
+
+/// What a load run saw: requests answered as expected, and every other outcome (a 5xx, a
+/// transport error, an unexpected status), described.
+#[derive(Debug, Default)]
+struct Tally {
+    answered: usize,
+    failures: Vec<String>,
+}
+
+impl Tally {
+    fn server_errors(&self) -> usize {
+        self.failures
+            .iter()
+            .filter(|failure| failure.starts_with("5") || failure.starts_with("transport"))
+            .count()
+    }
+}
+
+/// One client of the load: a request, the status it must get, its JSON body.
+struct Client {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Client {
+    /// Sends `request` and returns its body when the status is `expected`; anything else is
+    /// written down in `tally` and ends the client's round.
+    async fn expect(
+        &self,
+        tally: &Mutex<Tally>,
+        what: &str,
+        request: reqwest::RequestBuilder,
+        expected: u16,
+    ) -> Option<serde_json::Value> {
+        let outcome = match request.send().await {
+            Ok(response) => {
+                let status = response.status().as_u16();
+                let text = response.text().await.unwrap_or_default();
+                if status == expected {
+                    Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::Null))
+                } else {
+                    Err(format!("{status} {what}: {text}"))
+                }
+            }
+            Err(err) => Err(format!("transport {what}: {err}")),
+        };
+        let mut tally = tally.lock().unwrap();
+        match outcome {
+            Ok(body) => {
+                tally.answered += 1;
+                Some(body)
+            }
+            Err(failure) => {
+                tally.failures.push(failure);
+                None
+            }
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    /// One user's life: sign up, log in, tags, todos with time ranges (list, filter, show,
+    /// change, delete), log out. `None` when a request went wrong (already in the tally).
+    async fn user_round(&self, tally: &Mutex<Tally>, name: &str) -> Option<()> {
+        let email = format!("{name}@example.com");
+        let http = &self.http;
+        self.expect(
+            tally,
+            "signup",
+            http.post(self.url("/api/access/signup"))
+                .json(&json!({"email": email, "password": PASSWORD, "name": name})),
+            201,
+        )
+        .await?;
+        let token = self
+            .expect(
+                tally,
+                "login",
+                http.post(self.url("/api/access/login"))
+                    .form(&[("username", email.as_str()), ("password", PASSWORD)]),
+                200,
+            )
+            .await?["access_token"]
+            .as_str()?
+            .to_string();
+        let get = |path: &str| http.get(self.url(path)).bearer_auth(&token);
+        let post = |path: &str| http.post(self.url(path)).bearer_auth(&token);
+        self.expect(tally, "me", get("/api/me"), 200).await?;
+        let tag = self
+            .expect(
+                tally,
+                "create tag",
+                post("/api/tags").json(&json!({"name": "errands", "color": "#ff8800"})),
+                201,
+            )
+            .await?;
+        self.expect(tally, "list tags", get("/api/tags"), 200)
+            .await?;
+        let mut ids = Vec::new();
+        for hour in [9, 11] {
+            let todo = self
+                .expect(
+                    tally,
+                    "create todo",
+                    post("/api/todos").json(&json!({
+                        "item": format!("task at {hour}"),
+                        "tags": ["errands", format!("h{hour}")],
+                        "importance": "high",
+                        "startTime": format!("2026-03-01T{hour:02}:00:00Z"),
+                        "endTime": format!("2026-03-01T{:02}:30:00Z", hour),
+                    })),
+                    201,
+                )
+                .await?;
+            ids.push(todo["id"].as_str()?.to_string());
+        }
+        let page = self
+            .expect(
+                tally,
+                "list todos in a time range",
+                get("/api/todos?startTimeFrom=2026-03-01T10:00:00Z&endTimeTo=2026-03-01T12:00:00Z&search=TASK&importance=high"),
+                200,
+            )
+            .await?;
+        if page["total"] != 1 {
+            tally
+                .lock()
+                .unwrap()
+                .failures
+                .push(format!("range filter: {page}"));
+            return None;
+        }
+        let id = &ids[0];
+        self.expect(tally, "show todo", get(&format!("/api/todos/{id}")), 200)
+            .await?;
+        self.expect(
+            tally,
+            "change todo",
+            http.patch(self.url(&format!("/api/todos/{id}")))
+                .bearer_auth(&token)
+                .json(&json!({"item": "moved", "tags": ["other"], "startTime": "2026-03-01T12:00:00Z", "endTime": "2026-03-01T13:00:00Z"})),
+            200,
+        )
+        .await?;
+        self.expect(
+            tally,
+            "overlapping todo",
+            post("/api/todos").json(&json!({"item": "clash", "startTime": "2026-03-01T12:30:00Z", "endTime": "2026-03-01T12:45:00Z"})),
+            409,
+        )
+        .await?;
+        self.expect(
+            tally,
+            "delete todo",
+            http.delete(self.url(&format!("/api/todos/{id}")))
+                .bearer_auth(&token),
+            204,
+        )
+        .await?;
+        self.expect(
+            tally,
+            "delete tag",
+            http.delete(self.url(&format!("/api/tags/{}", tag["id"].as_str()?)))
+                .bearer_auth(&token),
+            204,
+        )
+        .await?;
+        self.expect(tally, "logout", post("/api/access/logout"), 204)
+            .await?;
+        self.expect(tally, "me after logout", get("/api/me"), 401)
+            .await?;
+        Some(())
+    }
+
+    /// A superuser's round: users (list, create, show, change, delete), roles (assign,
+    /// revoke), health and metrics.
+    async fn admin_round(&self, tally: &Mutex<Tally>, token: &str, name: &str) -> Option<()> {
+        let http = &self.http;
+        let email = format!("{name}@example.com");
+        self.expect(tally, "health", http.get(self.url("/health")), 200)
+            .await?;
+        self.expect(tally, "metrics", http.get(self.url("/metrics")), 200)
+            .await?;
+        self.expect(
+            tally,
+            "list users",
+            http.get(self.url("/api/users?limit=5")).bearer_auth(token),
+            200,
+        )
+        .await?;
+        let user = self
+            .expect(
+                tally,
+                "create user",
+                http.post(self.url("/api/users"))
+                    .bearer_auth(token)
+                    .json(&json!({"email": email, "password": PASSWORD, "name": name})),
+                201,
+            )
+            .await?;
+        let path = format!("/api/users/{}", user["id"].as_str()?);
+        self.expect(
+            tally,
+            "show user",
+            http.get(self.url(&path)).bearer_auth(token),
+            200,
+        )
+        .await?;
+        self.expect(
+            tally,
+            "change user",
+            http.patch(self.url(&path))
+                .bearer_auth(token)
+                .json(&json!({"name": "renamed"})),
+            200,
+        )
+        .await?;
+        for action in ["assign", "revoke"] {
+            self.expect(
+                tally,
+                action,
+                http.post(self.url(&format!("/api/roles/superuser/{action}")))
+                    .bearer_auth(token)
+                    .json(&json!({"email": email})),
+                200,
+            )
+            .await?;
+        }
+        self.expect(
+            tally,
+            "delete user",
+            http.delete(self.url(&path)).bearer_auth(token),
+            204,
+        )
+        .await?;
+        Some(())
+    }
+}
+
+/// `clients` clients against the server at `base` for `length`: all but one go through user
+/// rounds, one through superuser rounds.
+async fn drive(base: &str, admin_token: &str, clients: usize, length: Duration) -> Tally {
+    let tally = Arc::new(Mutex::new(Tally::default()));
+    let deadline = Instant::now() + length;
+    let tasks: Vec<_> = (0..clients)
+        .map(|n| {
+            let client = Client {
+                http: reqwest::Client::new(),
+                base: base.to_string(),
+            };
+            let tally = Arc::clone(&tally);
+            let admin_token = admin_token.to_string();
+            tokio::spawn(async move {
+                let mut round = 0;
+                while Instant::now() < deadline {
+                    let name = format!("c{n}r{round}");
+                    if n == 0 {
+                        client.admin_round(&tally, &admin_token, &name).await;
+                    } else {
+                        client.user_round(&tally, &name).await;
+                    }
+                    round += 1;
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("a load client panicked");
+    }
+    Arc::try_unwrap(tally).unwrap().into_inner().unwrap()
+}
+
+/// The service through PgBouncer in transaction mode (two server connections) with
+/// `pgbouncer=true`: 24 clients drive every route for three seconds and get no 5xx and no
+/// transport error; without the parameter the same service fails through it.
+#[tokio::test]
+async fn the_service_through_pgbouncer_needs_pgbouncer_true_and_then_serves_every_route() {
+    let Some(bouncer) = PgBouncer::start() else {
+        return;
+    };
+    let db = TestDb::new(Kind::Postgres).await;
+    let through = format!("{}?pgbouncer=true", bouncer.url_for(db.pg_name()));
+    // Every client comes from 127.0.0.1, and sign-ins in flight count against the address.
+    let app = TestApp::spawn_on(
+        db,
+        &[
+            ("DATABASE_URL", &through),
+            ("LOGIN_MAX_FAILURES_PER_ADDRESS", "10000"),
+        ],
+    )
+    .await;
+    let admin = app.user("root@example.com", true).await;
+    let tally = drive(&app.base, &admin.token, 24, Duration::from_secs(3)).await;
+    assert!(
+        tally.failures.is_empty(),
+        "{} failures of {} requests, first: {:#?}",
+        tally.failures.len(),
+        tally.failures.len() + tally.answered,
+        &tally.failures[..tally.failures.len().min(5)],
+    );
+    assert!(
+        tally.answered > 200,
+        "a real load: {} requests",
+        tally.answered
+    );
+    eprintln!(
+        "with pgbouncer=true: {} requests, no failure",
+        tally.answered
+    );
+
+    // The same server without the parameter: sqlx's named statements meet on PgBouncer's
+    // server connections ("prepared statement sqlx_s_1 already exists").
+    let without = app
+        .settings
+        .database
+        .url
+        .to_string()
+        .replace("?pgbouncer=true", "");
+    let mut settings = app.settings.clone();
+    settings.database.url = app::config::DatabaseUrl::parse(&without).unwrap();
+    let failed = match Application::build(settings).await {
+        Err(err) => {
+            let message = err.to_string();
+            eprintln!("without pgbouncer=true the service does not start: {message}");
+            assert!(message.contains("prepared statement"), "{message}");
+            true
+        }
+        Ok(plain) => {
+            let base = format!("http://127.0.0.1:{}", plain.port());
+            tokio::spawn(plain.run_until_stopped());
+            let tally = drive(&base, &admin.token, 24, Duration::from_secs(2)).await;
+            eprintln!(
+                "without pgbouncer=true: {} server errors of {} requests, first: {:?}",
+                tally.server_errors(),
+                tally.answered + tally.failures.len(),
+                tally.failures.first()
+            );
+            tally.server_errors() > 0
+        }
+    };
+    assert!(
+        failed,
+        "without pgbouncer=true the service fails through PgBouncer"
+    );
+}
+
+/// `doctor` sees PgBouncer in transaction mode: without `pgbouncer=true` its `pooler` finding
+/// fails and names the fix; with it, and straight to PostgreSQL, the finding is ok.
+#[tokio::test]
+async fn doctor_reports_a_transaction_pooler_without_pgbouncer_true() {
+    let Some(bouncer) = PgBouncer::start() else {
+        return;
+    };
+    let db = TestDb::new(Kind::Postgres).await;
+    let through = bouncer.url_for(db.pg_name());
+
+    let (out, report) = doctor(&through);
+    let pooler = finding(&report, "pooler");
+    assert_eq!(pooler["status"], "fail", "{report:#}");
+    assert!(
+        pooler["detail"]
+            .as_str()
+            .unwrap()
+            .contains("lacks pgbouncer=true"),
+        "{pooler}"
+    );
+    assert!(
+        pooler["hint"]
+            .as_str()
+            .unwrap()
+            .contains("add pgbouncer=true"),
+        "{pooler}"
+    );
+    assert_eq!(out.status.code(), Some(1), "{report:#}");
+
+    let (_, report) = doctor(&format!("{through}?pgbouncer=true"));
+    let pooler = finding(&report, "pooler");
+    assert_eq!(pooler["status"], "ok", "{report:#}");
+    assert!(
+        pooler["detail"]
+            .as_str()
+            .unwrap()
+            .contains("a transaction pooler is in between"),
+        "{pooler}"
+    );
+    assert_ne!(
+        report["status"], "fail",
+        "every check works through it: {report:#}"
+    );
+
+    let (_, report) = doctor(&db.url);
+    let pooler = finding(&report, "pooler");
+    assert_eq!(pooler["status"], "ok", "{report:#}");
+    assert!(
+        pooler["detail"]
+            .as_str()
+            .unwrap()
+            .contains("no transaction pooler seen"),
+        "{pooler}"
+    );
 }

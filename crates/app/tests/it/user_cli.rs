@@ -2,12 +2,11 @@
 
 use app::domain::accounts;
 use app::fixtures::SUPERUSER_ROLE;
-use sea_orm::DatabaseConnection;
 
 use crate::api::PASSWORD;
 use crate::helpers::{Kind, TestDb, only_line_failure, run_app_on, succeeded};
 
-async fn roles_of(db: &DatabaseConnection, email: &str) -> (bool, Vec<String>) {
+async fn roles_of(db: &app::db::DbConn, email: &str) -> (bool, Vec<String>) {
     let user = accounts::find_by_email(db, email)
         .await
         .unwrap()

@@ -1,4 +1,9 @@
 //! PostgreSQL introspection from `pg_catalog`.
+//!
+//! Every query runs as sqlx's unnamed statement (`persistent(false)`): a named one stays on
+//! the server connection, and through a transaction pooler the next client of that connection
+//! meets the name (`prepared statement "sqlx_s_3" already exists`); sqlx names statements
+//! even with its cache off.
 
 use sqlx::postgres::types::Oid;
 use sqlx::{PgConnection, Row};
@@ -79,7 +84,10 @@ pub async fn postgres(
     conn: &mut PgConnection,
     exclude: &[&str],
 ) -> Result<Schema, IntrospectError> {
-    let tables = sqlx::query(TABLES).fetch_all(&mut *conn).await?;
+    let tables = sqlx::query(TABLES)
+        .persistent(false)
+        .fetch_all(&mut *conn)
+        .await?;
     let mut schema = Schema::new();
     for row in tables {
         let oid: Oid = row.try_get("oid")?;
@@ -102,7 +110,11 @@ async fn read_columns(
     oid: Oid,
     table: &mut Table,
 ) -> Result<(), IntrospectError> {
-    let rows = sqlx::query(COLUMNS).bind(oid).fetch_all(&mut *conn).await?;
+    let rows = sqlx::query(COLUMNS)
+        .bind(oid)
+        .persistent(false)
+        .fetch_all(&mut *conn)
+        .await?;
     for row in rows {
         let name: String = row.try_get("name")?;
         let raw_type: String = row.try_get("ty")?;
@@ -169,6 +181,7 @@ async fn read_constraints(
 ) -> Result<(), IntrospectError> {
     let rows = sqlx::query(CONSTRAINTS)
         .bind(oid)
+        .persistent(false)
         .fetch_all(&mut *conn)
         .await?;
     for row in rows {
@@ -210,7 +223,11 @@ async fn read_indexes(
     oid: Oid,
     table: &mut Table,
 ) -> Result<(), IntrospectError> {
-    let rows = sqlx::query(INDEXES).bind(oid).fetch_all(&mut *conn).await?;
+    let rows = sqlx::query(INDEXES)
+        .bind(oid)
+        .persistent(false)
+        .fetch_all(&mut *conn)
+        .await?;
     for row in rows {
         let name: String = row.try_get("name")?;
         let index = Index {
