@@ -67,7 +67,8 @@ impl Application {
             tracing::warn!(addr = %local, "{warning}");
         }
         let shutdown_timeout = settings.http.shutdown_timeout;
-        let state = AppState::new(settings, db.clone());
+        let replicas = crate::db::Replicas::start(&settings.database, db.metrics());
+        let state = AppState::new(settings, db.clone()).with_replicas(replicas);
         Ok(Self {
             listener,
             port: local.port(),

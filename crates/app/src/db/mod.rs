@@ -14,7 +14,10 @@ mod error;
 pub use echo::count_statements;
 mod memory;
 pub mod pool;
+mod replica_monitor;
+pub mod replicas;
 mod write_queue;
+pub use replicas::Replicas;
 pub use write_queue::WriteTransaction;
 
 use std::cell::Cell;
