@@ -428,6 +428,117 @@ mod tests {
         assert_eq!(state_of(&seen(false, Some(0.0)), max), "down");
     }
 
+    /// Replicas with the given states (never connected: choosing does no I/O) and a 5 s limit.
+    fn replicas(states: Vec<Seen>) -> Replicas {
+        let list = states
+            .into_iter()
+            .enumerate()
+            .map(|(index, seen)| {
+                let options = sqlx::postgres::PgConnectOptions::new()
+                    .host("127.0.0.1")
+                    .port(1)
+                    .database(&format!("r{index}"));
+                let pool: PgPool =
+                    sqlx::pool::PoolOptions::new().connect_lazy_with(options.clone());
+                Replica {
+                    name: format!("r{index}"),
+                    options,
+                    conn: SqlxPostgresConnector::from_sqlx_postgres_pool(pool.clone()),
+                    pool,
+                    lost: Arc::default(),
+                    seen: Mutex::new(seen),
+                }
+            })
+            .collect();
+        Replicas::from_list(list, Duration::from_secs(5))
+    }
+
+    fn replayed(lsn: u64, lag: f64) -> Seen {
+        Seen {
+            up: true,
+            replay_lsn: Some(lsn),
+            lag_seconds: Some(lag),
+            error: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_replica_serves_only_readers_whose_writes_it_has_replayed() {
+        let set = replicas(vec![replayed(100, 0.0), replayed(200, 1.0)]);
+        for _ in 0..4 {
+            assert_eq!(set.eligible(Some(150)), Some(1), "only r1 has 150");
+            assert_eq!(
+                set.eligible(Some(200)),
+                Some(1),
+                "replayed up to and including"
+            );
+            assert_eq!(set.eligible(Some(201)), None, "none has it: the primary");
+        }
+        let mut seen = std::collections::HashSet::new();
+        for _ in 0..4 {
+            seen.insert(set.eligible(None));
+            seen.insert(set.eligible(Some(100)));
+        }
+        assert_eq!(
+            seen,
+            [Some(0), Some(1)].into(),
+            "readers without writes take turns"
+        );
+    }
+
+    #[tokio::test]
+    async fn lagging_down_and_unprobed_replicas_are_skipped() {
+        let set = replicas(vec![
+            replayed(500, 5.5),
+            Seen {
+                up: false,
+                ..replayed(500, 0.0)
+            },
+            Seen::default(),
+            replayed(500, 0.2),
+        ]);
+        for _ in 0..8 {
+            assert_eq!(set.eligible(Some(1)), Some(3));
+        }
+        set.mark_down(3, "a read failed");
+        assert_eq!(set.eligible(None), None);
+        let states: Vec<&str> = set.health().iter().map(|r| r.state).collect();
+        assert_eq!(states, ["lagging", "down", "down", "down"]);
+    }
+
+    #[tokio::test]
+    async fn reads_outside_routing_or_after_a_replica_failed_go_to_the_primary() {
+        let set = replicas(vec![replayed(500, 0.0)]);
+        let primary = set.0.replicas[0].conn.clone();
+        let _ = set.reader(&primary);
+        let ((), routed) = route_reads(true, async {
+            note_account(Uuid::nil(), None);
+            let _ = set.reader(&primary);
+        })
+        .await;
+        assert_eq!(routed.replica, None);
+        assert_eq!(routed.actor, Some(Uuid::nil()));
+        let ((), routed) = route_reads(false, async {
+            note_account(Uuid::nil(), Some(400));
+            let _ = set.reader(&primary);
+        })
+        .await;
+        assert_eq!(routed.replica, Some(0));
+        let text = set.render_metrics();
+        assert!(
+            text.contains("app_db_reads_total{target=\"primary\"} 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("app_db_reads_total{target=\"replica\"} 1\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains("app_db_replica_up{replica=\"r0\"} 1\n"),
+            "{text}"
+        );
+    }
+
     #[test]
     fn lsns_are_written_as_postgresql_does() {
         assert_eq!(lsn_text(0x3000148), "0/3000148");
