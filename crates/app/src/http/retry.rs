@@ -230,6 +230,34 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_read_a_replica_failed_runs_again_on_the_primary_alone() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        let handler = move |request: Request| {
+            let counted = Arc::clone(&counted);
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                if request.extensions().get::<PrimaryOnly>().is_some() {
+                    return "from the primary".into_response();
+                }
+                // As `read_routing` marks an attempt that read from replica 0 and lost it.
+                let mut response = lost().into_response();
+                response.extensions_mut().insert(ServedByReplica(0));
+                response
+            }
+        };
+        let base = serve(Router::new().route("/", get(handler))).await;
+        let response = send(reqwest::Method::GET, &base, "").await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), "from the primary");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "once on the replica, once on the primary"
+        );
+    }
+
+    #[tokio::test]
     async fn retries_stop_after_two_with_a_503() {
         let calls = Arc::new(AtomicUsize::new(0));
         let base = serve(flaky("SELECT 1", usize::MAX, &calls)).await;
