@@ -44,6 +44,7 @@ pub struct Application {
     router: axum::Router,
     lifecycle: Lifecycle,
     db: Database,
+    replicas: crate::db::Replicas,
     shutdown_timeout: Duration,
 }
 
@@ -67,13 +68,15 @@ impl Application {
             tracing::warn!(addr = %local, "{warning}");
         }
         let shutdown_timeout = settings.http.shutdown_timeout;
-        let state = AppState::new(settings, db.clone());
+        let replicas = crate::db::Replicas::start(&settings.database, db.metrics());
+        let state = AppState::new(settings, db.clone()).with_replicas(replicas.clone());
         Ok(Self {
             listener,
             port: local.port(),
             lifecycle: state.lifecycle.clone(),
             router: http::app(state),
             db,
+            replicas,
             shutdown_timeout,
         })
     }
@@ -97,6 +100,7 @@ impl Application {
             router,
             lifecycle,
             db,
+            replicas,
             shutdown_timeout,
         } = self;
         let addr = listener.local_addr()?;
@@ -151,6 +155,7 @@ impl Application {
                 // PostgreSQL sessions end cleanly, SQLite checkpoints its WAL.
                 let _ = tokio::time::timeout_at(deadline, connections.closed()).await;
                 let _ = tokio::time::timeout_at(deadline, db.close()).await;
+                let _ = tokio::time::timeout_at(deadline, replicas.close()).await;
                 tracing::info!(
                     cut_off = 0,
                     elapsed_ms = started.elapsed().as_millis() as u64,

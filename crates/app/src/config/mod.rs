@@ -10,6 +10,7 @@ mod migration;
 mod parse;
 mod pg_tls;
 mod pooler;
+mod replicas;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -20,6 +21,7 @@ pub use database_url::{Backend, DatabaseUrl};
 pub use migration::MigrationTimeouts;
 use parse::Source;
 pub(crate) use pg_tls::tool_env as pg_tool_tls_env;
+pub use replicas::{ReplicaSettings, ReplicaUrl};
 
 /// A setting whose value cannot be used. Names the variable and the value it had.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -168,6 +170,8 @@ pub struct DatabaseSettings {
     pub slow_statement_warning: Option<Duration>,
     /// Lock and statement timeouts of each migration, and lock-timeout retries (PostgreSQL).
     pub migration_timeouts: MigrationTimeouts,
+    /// Read replicas (`DATABASE_REPLICA_URLS`, `DATABASE_REPLICA_MAX_LAG`).
+    pub replicas: ReplicaSettings,
 }
 
 impl DatabaseSettings {
@@ -288,8 +292,10 @@ impl Settings {
             Some(value) => Environment::parse(value)?,
             None => Environment::Development,
         };
+        let url = DatabaseUrl::parse(src.get("DATABASE_URL").unwrap_or(defaults::DATABASE_URL))?;
+        let replicas = ReplicaSettings::from_source(&src, &url)?;
         let database = DatabaseSettings {
-            url: DatabaseUrl::parse(src.get("DATABASE_URL").unwrap_or(defaults::DATABASE_URL))?,
+            url,
             echo: src.bool("DATABASE_ECHO", false)?,
             echo_pool: src.bool("DATABASE_ECHO_POOL", false)?,
             pool_disabled: src.bool("DATABASE_POOL_DISABLED", false)?,
@@ -311,6 +317,7 @@ impl Settings {
             fixture_path: src.optional_path("DATABASE_FIXTURE_PATH"),
             slow_statement_warning: Some(Duration::from_secs(1)),
             migration_timeouts: MigrationTimeouts::from_source(&src)?,
+            replicas,
         };
         let http = HttpSettings {
             host: src.text("APP_HOST", defaults::HOST)?,

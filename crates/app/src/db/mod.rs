@@ -15,8 +15,11 @@ pub use echo::count_statements;
 mod memory;
 pub mod pool;
 mod pooler;
+mod replica_monitor;
+pub mod replicas;
 mod write_queue;
 pub use pooler::DbConn;
+pub use replicas::Replicas;
 pub use write_queue::WriteTransaction;
 
 use std::cell::Cell;

@@ -17,7 +17,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use super::tokens::Claims;
-use crate::models::{revoked_token, user_account};
+use crate::models::{revoked_token, user_account, write_position};
 
 /// How many expired revocations one logout deletes at most: a hundred times what a logout adds,
 /// so the backlog of expired rows shrinks under any rate of logouts; and few enough that
@@ -82,11 +82,13 @@ pub async fn delete_expired<C: ConnectionTrait>(db: &C, limit: u64) -> Result<u6
     Ok(deleted.rows_affected)
 }
 
-/// The account a token was issued to, and whether the token was revoked.
+/// The account a token was issued to, whether the token was revoked, and the account's write
+/// position (see `db::replicas`; `None` when it never wrote since replicas came in).
 #[derive(Debug, Clone)]
 pub struct Holder {
     pub user: user_account::Model,
     pub revoked: bool,
+    pub write_lsn: Option<i64>,
 }
 
 impl FromQueryResult for Holder {
@@ -94,6 +96,7 @@ impl FromQueryResult for Holder {
         Ok(Holder {
             user: user_account::Model::from_query_result(row, pre)?,
             revoked: row.try_get(pre, "revoked")?,
+            write_lsn: row.try_get(pre, "write_lsn")?,
         })
     }
 }
@@ -104,12 +107,24 @@ pub async fn holder<C: ConnectionTrait>(db: &C, claims: &Claims) -> Result<Optio
     holder_query(claims).into_model::<Holder>().one(db).await
 }
 
-/// [`holder`]'s query: the account by key, with `EXISTS` on the revocation's key.
+/// [`holder`]'s query: the account by key, with `EXISTS` on the revocation's key and the
+/// account's write position by key (a subquery, so choosing a read replica costs no round
+/// trip of its own).
 pub fn holder_query(claims: &Claims) -> Select<user_account::Entity> {
     let revoked = Query::select()
         .expr(Expr::val(1))
         .from(revoked_token::Entity)
         .and_where(Expr::col((revoked_token::Entity, revoked_token::Column::Id)).eq(claims.jti))
         .to_owned();
-    user_account::Entity::find_by_id(claims.sub).expr_as(Expr::exists(revoked), "revoked")
+    let write_lsn = Query::select()
+        .column((write_position::Entity, write_position::Column::Lsn))
+        .from(write_position::Entity)
+        .and_where(Expr::col((write_position::Entity, write_position::Column::Id)).eq(claims.sub))
+        .to_owned();
+    user_account::Entity::find_by_id(claims.sub)
+        .expr_as(Expr::exists(revoked), "revoked")
+        .expr_as(
+            Expr::SubQuery(None, Box::new(write_lsn.into())),
+            "write_lsn",
+        )
 }

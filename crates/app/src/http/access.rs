@@ -120,6 +120,7 @@ async fn signup(
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
     let db = state.db.conn();
     let user = accounts::signup(db, &body.email, body.name.as_deref(), &body.password).await?;
+    crate::db::replicas::note_actor(user.id);
     Ok((StatusCode::CREATED, Json(UserView::load(db, user).await?)))
 }
 
@@ -173,6 +174,8 @@ async fn login(
         address: peer.map(|Extension(ConnectInfo(addr))| addr.ip()),
     };
     let user = accounts::sign_in(state.db.conn(), &state.settings.login_throttle, attempt).await?;
+    // Sign-in counts the login on the account: the account's next reads must see it.
+    crate::db::replicas::note_actor(user.id);
     let access_token = state.tokens.issue_for(&user).map_err(ApiError::internal)?;
     let token = AccessToken {
         access_token,
@@ -275,5 +278,5 @@ async fn me(
     current: CurrentUser,
     State(state): State<AppState>,
 ) -> Result<Json<UserView>, ApiError> {
-    Ok(Json(UserView::load(state.db.conn(), current.user).await?))
+    Ok(Json(UserView::load(&state.reader(), current.user).await?))
 }

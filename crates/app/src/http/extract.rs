@@ -353,7 +353,11 @@ impl FromRequestParts<AppState> for CurrentUser {
             .map_err(|err| ApiError::Unauthorized(err.to_string()))?;
         // One query for the account and the revocation, on the database every instance
         // shares; an error there answers 503 (or 500), never lets the token through.
-        let Holder { user, revoked } = revocations::holder(state.db.conn(), &claims)
+        let Holder {
+            user,
+            revoked,
+            write_lsn,
+        } = revocations::holder(state.db.conn(), &claims)
             .await?
             .ok_or_else(|| {
                 ApiError::Unauthorized("the account of this token no longer exists".into())
@@ -367,6 +371,8 @@ impl FromRequestParts<AppState> for CurrentUser {
         if !user.is_active {
             return Err(ApiError::Forbidden("this account is inactive".into()));
         }
+        // This request's reads may go to a replica that has replayed the account's writes.
+        crate::db::replicas::note_account(user.id, write_lsn);
         Ok(CurrentUser { user, claims })
     }
 }

@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::AppState;
 use crate::config::Backend;
 use crate::db::PoolStatus;
+use crate::db::replicas::ReplicaHealth;
 use crate::migrate;
 
 /// A health check answers within this time even when the pool waits longer.
@@ -24,7 +25,7 @@ pub fn router() -> Router<AppState> {
 #[derive(utoipa::OpenApi)]
 #[openapi(
     paths(health),
-    components(schemas(Health, DatabaseHealth, SchemaHealth, PoolStatus))
+    components(schemas(Health, DatabaseHealth, SchemaHealth, PoolStatus, ReplicaHealth))
 )]
 struct Doc;
 
@@ -47,6 +48,12 @@ pub struct Health {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schema: Option<SchemaHealth>,
     pub pool: PoolStatus,
+    /// The read replicas (`DATABASE_REPLICA_URLS`) as the replica monitor last saw them; empty
+    /// without replicas. A replica down or lagging does not make the service unhealthy (reads
+    /// go to the primary meanwhile): it sets `degraded`.
+    pub replicas: Vec<ReplicaHealth>,
+    /// True when a read replica is down or lagging.
+    pub degraded: bool,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -162,22 +169,28 @@ async fn health(State(state): State<AppState>) -> (StatusCode, Json<Health>) {
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
+    let replicas = state.replicas.health();
     let body = Health {
         status: if healthy { "ok" } else { "unavailable" },
         database: Some(database),
         schema: Some(schema),
         pool: db.pool_status(),
+        degraded: replicas.iter().any(|replica| replica.state != "up"),
+        replicas,
     };
     (status, Json(body))
 }
 
 /// 503 `shutting down`, without touching the database.
 fn shutting_down(state: &AppState) -> (StatusCode, Json<Health>) {
+    let replicas = state.replicas.health();
     let body = Health {
         status: "shutting down",
         database: None,
         schema: None,
         pool: state.db.pool_status(),
+        degraded: replicas.iter().any(|replica| replica.state != "up"),
+        replicas,
     };
     (StatusCode::SERVICE_UNAVAILABLE, Json(body))
 }

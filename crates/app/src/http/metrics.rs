@@ -37,7 +37,8 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
     )
 )]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let body = state.db.metrics().render(state.db.pool_status());
+    let mut body = state.db.metrics().render(state.db.pool_status());
+    body.push_str(&state.replicas.render_metrics());
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], body)
 }
 

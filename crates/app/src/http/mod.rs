@@ -6,6 +6,7 @@ pub mod extract;
 mod health;
 mod metrics;
 pub mod openapi;
+mod read_routing;
 mod responses;
 pub mod retry;
 mod roles;
@@ -25,15 +26,16 @@ use tokio::sync::watch;
 use tower_http::trace::TraceLayer;
 
 use crate::config::Settings;
-use crate::db::Database;
+use crate::db::{Database, Replicas};
 use crate::domain::tokens::Tokens;
 
-/// What every handler can reach: the settings, the database, the token service and whether
-/// the server is stopping.
+/// What every handler can reach: the settings, the database and its read replicas, the token
+/// service and whether the server is stopping.
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub settings: Arc<Settings>,
     pub db: Database,
+    pub replicas: Replicas,
     pub tokens: Arc<Tokens>,
     pub lifecycle: Lifecycle,
 }
@@ -44,9 +46,23 @@ impl AppState {
         Self {
             settings: Arc::new(settings),
             db,
+            replicas: Replicas::none(),
             tokens: Arc::new(tokens),
             lifecycle: Lifecycle::default(),
         }
+    }
+
+    /// The same state reading from these replicas.
+    pub fn with_replicas(mut self, replicas: Replicas) -> Self {
+        self.replicas = replicas;
+        self
+    }
+
+    /// The connection a read-only handler reads from: a replica that has the signed-in
+    /// account's writes and lags little enough, else the primary (see `db::replicas`).
+    /// Handlers that write, or read to decide a write, use `db.conn()`.
+    pub fn reader(&self) -> crate::db::DbConn {
+        self.replicas.reader(self.db.conn())
     }
 }
 
@@ -140,7 +156,14 @@ pub fn app(state: AppState) -> Router {
         .merge(tags::router())
         .merge(openapi::router())
         .fallback(error::not_found)
-        // Innermost: runs a request again after a lost connection; reads the body within the limit.
+        // Innermost: chooses where each attempt reads and records the write position after a
+        // write (per attempt, so a write's position is recorded once it committed).
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            read_routing::route,
+        ))
+        // Runs a request again after a lost connection (or a failed replica read, on the
+        // primary); reads the body within the limit.
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             retry::retry,

@@ -13,6 +13,10 @@
 //!   data ([`db::track_writes`]): its reads, and a BEGIN that failed on a dead connection, left
 //!   nothing behind. Once a write was sent, it or its COMMIT may have taken effect before the
 //!   connection broke, and the client gets the 503 (with `Retry-After`) to decide.
+//!
+//! A read that a read replica failed (any 5xx of an attempt that read from one, see
+//! `http::read_routing`) is run once more on the primary alone, without counting as a retry;
+//! a replica that could not serve (503) is marked down until its monitor sees it answer.
 
 use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request, State};
@@ -23,6 +27,7 @@ use axum::response::{IntoResponse, Response};
 
 use super::AppState;
 use super::error::{ApiError, ConnectionLost};
+use super::read_routing::{PrimaryOnly, ServedByReplica};
 use crate::db;
 
 /// How many times one request is run again after a lost connection.
@@ -45,8 +50,27 @@ pub async fn retry(State(state): State<AppState>, request: Request, next: Next) 
     };
     let only_reads = parts.method == Method::GET || parts.method == Method::HEAD;
     let mut retries = 0;
+    let mut primary_only = false;
     loop {
-        let (response, writes) = db::track_writes(next.clone().run(attempt(&parts, &body))).await;
+        let mut request = attempt(&parts, &body);
+        if primary_only {
+            request.extensions_mut().insert(PrimaryOnly);
+        }
+        let (response, writes) = db::track_writes(next.clone().run(request)).await;
+        if let Some(&ServedByReplica(replica)) = response.extensions().get::<ServedByReplica>()
+            && response.status().is_server_error()
+        {
+            if response.status() == axum::http::StatusCode::SERVICE_UNAVAILABLE {
+                state.replicas.mark_down(replica, "a read on it failed");
+            }
+            tracing::info!(
+                method = %parts.method,
+                status = response.status().as_u16(),
+                "a read replica failed the request; running it on the primary"
+            );
+            primary_only = true;
+            continue;
+        }
         if response.extensions().get::<ConnectionLost>().is_none() {
             return response;
         }
@@ -203,6 +227,34 @@ mod tests {
         assert_eq!(response.status(), 503);
         assert_eq!(response.headers()["retry-after"], "1");
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[tokio::test]
+    async fn a_read_a_replica_failed_runs_again_on_the_primary_alone() {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&calls);
+        let handler = move |request: Request| {
+            let counted = Arc::clone(&counted);
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                if request.extensions().get::<PrimaryOnly>().is_some() {
+                    return "from the primary".into_response();
+                }
+                // As `read_routing` marks an attempt that read from replica 0 and lost it.
+                let mut response = lost().into_response();
+                response.extensions_mut().insert(ServedByReplica(0));
+                response
+            }
+        };
+        let base = serve(Router::new().route("/", get(handler))).await;
+        let response = send(reqwest::Method::GET, &base, "").await;
+        assert_eq!(response.status(), 200);
+        assert_eq!(response.text().await.unwrap(), "from the primary");
+        assert_eq!(
+            calls.load(Ordering::SeqCst),
+            2,
+            "once on the replica, once on the primary"
+        );
     }
 
     #[tokio::test]

@@ -85,7 +85,7 @@ async fn list(
     current: CurrentUser,
     State(state): State<AppState>,
 ) -> Result<Json<Vec<TagView>>, ApiError> {
-    let tags = tags::list(state.db.conn(), current.user.id).await?;
+    let tags = tags::list(&state.reader(), current.user.id).await?;
     Ok(Json(tags.into_iter().map(TagView::from).collect()))
 }
 

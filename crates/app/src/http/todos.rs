@@ -498,7 +498,7 @@ async fn list(
     Query(params): Query<ListParams>,
 ) -> Result<Json<TodoPage>, ApiError> {
     let query = query_of(params)?;
-    let (todos, total) = todos::list(state.db.conn(), current.user.id, &query).await?;
+    let (todos, total) = todos::list(&state.reader(), current.user.id, &query).await?;
     Ok(Json(TodoPage {
         items: todos.into_iter().map(TodoView::from).collect(),
         total,
@@ -552,7 +552,7 @@ async fn show(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<TodoView>, ApiError> {
-    let todo = todos::get(state.db.conn(), current.user.id, id).await?;
+    let todo = todos::get(&state.reader(), current.user.id, id).await?;
     Ok(Json(TodoView::from(todo)))
 }
 

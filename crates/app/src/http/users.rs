@@ -265,7 +265,7 @@ async fn list(
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
-    let db = state.db.conn();
+    let db = &state.reader();
     let (users, total) = accounts::list_users(db, params.search.as_deref(), limit, offset).await?;
     let roles = accounts::roles_of_each(db, &users).await?;
     let items = users
@@ -333,7 +333,7 @@ async fn show(
     State(state): State<AppState>,
     Path(id): Path<Uuid>,
 ) -> Result<Json<UserView>, ApiError> {
-    let db = state.db.conn();
+    let db = &state.reader();
     let user = accounts::get_user(db, id).await?;
     Ok(Json(UserView::load(db, user).await?))
 }

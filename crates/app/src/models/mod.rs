@@ -12,6 +12,7 @@ pub mod todo;
 pub mod user_account;
 pub mod user_account_role;
 pub mod user_account_todo_tag;
+pub mod write_position;
 
 /// The time to store: now, truncated to microseconds, which is what PostgreSQL keeps, so the
 /// same row holds the same instant on both databases (and a dump of either compares equal).
@@ -86,4 +87,6 @@ register_entities! {
     // which no other table refers to.
     login_failure: bookkeeping,
     revoked_token: bookkeeping,
+    // Read-your-writes with read replicas: each account's latest write position.
+    write_position: bookkeeping,
 }

@@ -507,9 +507,13 @@ async fn sql_and_json_show_the_plan(kind: Kind) {
     let json: serde_json::Value = serde_json::from_str(&out).expect("one JSON document");
     assert_eq!(json["adopted"], true);
     assert_eq!(json["plan"]["fromRevision"], "f1g2h3i4j5k6");
+    // The plan brings the tables to the revision before the first migration of raw SQL (the
+    // exclusion constraint on todo); the tables of later migrations come with the upgrade that
+    // follows.
+    let made_after_the_plan = ["write_position"];
     assert_eq!(
         json["plan"]["tables"].as_array().unwrap().len(),
-        app::models::schema::target().tables.len()
+        app::models::schema::target().tables.len() - made_after_the_plan.len()
     );
     assert_eq!(json["plan"]["leftAlone"].as_array().unwrap().len(), 6);
     assert!(json["backup"].is_null());

@@ -140,7 +140,7 @@ async fn template() -> &'static str {
 }
 
 /// Upgrades the database at `url` to head and loads the fixtures.
-async fn seed(url: &str) {
+pub async fn seed(url: &str) {
     let settings = settings_with(&[("DATABASE_URL", url), ("DATABASE_POOL_SIZE", "1")]);
     let db = Database::connect(&settings.database)
         .await

@@ -21,6 +21,7 @@ mod pgbouncer;
 mod pool;
 mod portable;
 mod registration;
+mod replicas;
 mod restart;
 mod revocations;
 mod roles;

@@ -17,7 +17,7 @@ struct TlsCluster {
 }
 
 /// The folder with initdb and pg_ctl: `pg_config --bindir`, else the newest Debian one.
-fn server_bin() -> PathBuf {
+pub(crate) fn server_bin() -> PathBuf {
     let from_pg_config = Command::new("pg_config")
         .arg("--bindir")
         .output()
@@ -43,7 +43,7 @@ fn server_bin() -> PathBuf {
 
 /// `program` as the user that owns the cluster: `postgres` when running as root (the server
 /// refuses root), else the current user; run from `dir`.
-fn as_owner(dir: &Path, program: impl AsRef<std::ffi::OsStr>) -> Command {
+pub(crate) fn as_owner(dir: &Path, program: impl AsRef<std::ffi::OsStr>) -> Command {
     let mut command = if running_as_root() {
         let mut command = Command::new("runuser");
         command.args(["-u", "postgres", "--"]).arg(program);
@@ -55,7 +55,7 @@ fn as_owner(dir: &Path, program: impl AsRef<std::ffi::OsStr>) -> Command {
     command
 }
 
-fn ran(command: &mut Command) -> Output {
+pub(crate) fn ran(command: &mut Command) -> Output {
     let out = command.output().expect("command runs");
     assert!(
         out.status.success(),
@@ -187,7 +187,7 @@ impl Drop for TlsCluster {
     }
 }
 
-fn append(file: &Path, text: &str) {
+pub(crate) fn append(file: &Path, text: &str) {
     use std::io::Write;
     let mut handle = std::fs::OpenOptions::new()
         .append(true)
