@@ -29,7 +29,7 @@ const KEY_PURPOSE: &[u8] = b"app list cursor v1";
 pub enum CursorError {
     /// Not made by this service with this key, or altered since.
     #[error(
-        "is not a cursor this service issued (damaged, altered or made with another SECRET_KEY); start again without it"
+        "is not a cursor this service issued for this list (damaged, altered, made for another list or with another SECRET_KEY); start again without it"
     )]
     Forged,
 }

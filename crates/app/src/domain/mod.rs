@@ -12,3 +12,4 @@ pub mod todo_overlap;
 pub mod todo_pages;
 pub mod todos;
 pub mod tokens;
+pub mod user_pages;

@@ -80,6 +80,12 @@ pub fn extras() -> Vec<Extra> {
             name: "ix_todo_user_id_importance_id",
             columns: &["user_id", "importance", "id"],
         },
+        // The account list's order (oldest first, then id): its pages are ranges of it.
+        Extra::Index {
+            table: "user_account",
+            name: "ix_user_account_created_at_id",
+            columns: &["created_at", "id"],
+        },
         // Foreign keys used by cascades; PostgreSQL does not index them by itself.
         Extra::Index {
             table: "user_account_role",

@@ -16,6 +16,7 @@ on_both_databases!(
     cursor_pages_walk_every_sort_both_ways,
     bad_cursors_answer_422,
     totals_stop_counting_past_the_bound,
+    accounts_page_by_cursor,
 );
 
 fn at(hour: i64) -> Option<DateTime<Utc>> {
@@ -273,4 +274,76 @@ async fn totals_stop_counting_past_the_bound(kind: Kind) {
         (&body["total"], &body["totalIsExact"]),
         (&6.into(), &true.into())
     );
+}
+
+async fn accounts_page_by_cursor(kind: Kind) {
+    let app = TestApp::spawn(kind).await;
+    let root = app.user("root@example.com", true).await;
+    for i in 0..7 {
+        app.user(&format!("user{i}@example.com"), false).await;
+    }
+    app.user("someone@elsewhere.org", false).await;
+    let get = |params: Vec<(&'static str, String)>| {
+        let app = &app;
+        let root = &root;
+        async move {
+            answer(
+                app.get("/api/users", root)
+                    .query(&params)
+                    .send()
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }
+    };
+    for search in ["", "example"] {
+        let (status, whole) = get(vec![("search", search.into()), ("limit", "100".into())]).await;
+        assert_eq!(status, 200, "{whole}");
+        let whole = ids(&whole);
+        assert_eq!(whole.len(), if search.is_empty() { 9 } else { 8 });
+        let mut walked = Vec::new();
+        let mut cursor: Option<String> = None;
+        loop {
+            let mut params = vec![("search", search.to_string()), ("limit", "2".to_string())];
+            if let Some(cursor) = cursor.take() {
+                params.push(("cursor", cursor));
+            }
+            let (status, body) = get(params).await;
+            assert_eq!(status, 200, "{body}");
+            assert_eq!(body["total"], whole.len(), "{body}");
+            assert_eq!(body["totalIsExact"], true);
+            walked.extend(ids(&body));
+            match body["nextCursor"].as_str() {
+                Some(next) => cursor = Some(next.to_string()),
+                None => break,
+            }
+            assert!(walked.len() <= whole.len(), "the cursor does not move");
+        }
+        assert_eq!(walked, whole, "search {search:?}");
+    }
+
+    let (_, first) = get(vec![("search", "example".into()), ("limit", "2".into())]).await;
+    let cursor = first["nextCursor"].as_str().unwrap().to_string();
+    let (status, problem) = get(vec![("search", "user".into()), ("cursor", cursor.clone())]).await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(crate::api::error_fields(&problem), ["cursor"]);
+    let (status, problem) = get(vec![
+        ("search", "example".into()),
+        ("cursor", cursor.clone()),
+        ("offset", "2".into()),
+    ])
+    .await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(crate::api::error_fields(&problem), ["offset"]);
+    // A cursor of another list is not one of this list.
+    let todos = page(&app, &root, &[("limit", "1")]).await;
+    assert!(todos["nextCursor"].is_null(), "root has no todos");
+    let ann = app.user("ann@example.com", false).await;
+    seed(&app, &ann, 3).await;
+    let todos = page(&app, &ann, &[("limit", "1")]).await;
+    let foreign = todos["nextCursor"].as_str().unwrap().to_string();
+    let (status, problem) = get(vec![("cursor", foreign)]).await;
+    assert_eq!(status, 422, "{problem}");
+    assert_eq!(crate::api::error_fields(&problem), ["cursor"]);
 }

@@ -4,6 +4,7 @@
 //! scan of the sort's index, no sequential scan of `todo` and no Sort node.
 
 use app::db::Database;
+use app::domain::accounts;
 use app::domain::todos::{self, SortField, SortOrder, TodoQuery};
 use sea_orm::{ConnectionTrait, Statement};
 use uuid::Uuid;
@@ -49,17 +50,36 @@ async fn plan(db: &Database, statement: &Statement) -> String {
         .join("\n")
 }
 
-/// The statements of one list call that read the page (not the count, not the tags).
+/// The statements among `statements` that read a page of `table` (not the count, not the
+/// tags or roles of the rows).
+fn page_reads(statements: Vec<Statement>, table: &str) -> Vec<Statement> {
+    let from = format!(r#"FROM "{table}""#);
+    let pages: Vec<Statement> = statements
+        .into_iter()
+        .filter(|s| s.sql.contains("ORDER BY") && s.sql.contains(&from))
+        .collect();
+    assert!(!pages.is_empty(), "no page statement on {table}");
+    pages
+}
+
+/// The page statements of one list of todos.
 async fn page_statements(db: &Database, user: Uuid, query: &TodoQuery) -> Vec<Statement> {
     let (result, statements) =
         app::db::capture_statements(todos::list(db.conn(), user, query)).await;
     result.expect("list");
-    let pages: Vec<Statement> = statements
-        .into_iter()
-        .filter(|s| s.sql.contains("ORDER BY") && s.sql.contains(r#"FROM "todo""#))
-        .collect();
-    assert!(!pages.is_empty(), "no page statement for {query:?}");
-    pages
+    page_reads(statements, "todo")
+}
+
+/// Fails unless `plan` reads through `index`, with no sequential scan and no Sort node.
+fn assert_uses_index(plan: &str, index: &str, context: &str) {
+    assert!(plan.contains(&format!("using {index}")), "{context}");
+    assert!(!plan.contains("Seq Scan"), "{context}");
+    assert!(
+        !plan
+            .lines()
+            .any(|line| line.contains("Sort  (") || line.contains("Sort Key")),
+        "{context}"
+    );
 }
 
 fn column(sort: SortField) -> &'static str {
@@ -135,5 +155,45 @@ async fn every_sort_pages_through_its_index_on_postgres() {
     }
     // Every sort, both ways, a first page and two cursor pages: at least 36 statements.
     assert!(checked >= 36, "{checked} statements explained");
+    db.close().await;
+}
+
+#[tokio::test]
+async fn the_account_list_pages_through_its_index_on_postgres() {
+    let app = TestApp::spawn(Kind::Postgres).await;
+    let db = app.db.connect(&[]).await;
+    db.conn()
+        .execute_unprepared(
+            "INSERT INTO user_account (id, email, is_active, is_superuser, is_verified, \
+             joined_at, login_count, created_at, updated_at) \
+             SELECT gen_random_uuid(), 'user' || i || '@example.com', true, false, false, \
+             current_date, 0, now() - ((i * 7919) % 50000) * interval '1 second', now() \
+             FROM generate_series(1, 30000) AS i",
+        )
+        .await
+        .expect("seed accounts");
+    db.conn()
+        .execute_unprepared("ANALYZE user_account")
+        .await
+        .expect("ANALYZE");
+
+    let (first, statements) =
+        app::db::capture_statements(accounts::list_users(db.conn(), None, 50, 0, None)).await;
+    let mut pages = page_reads(statements, "user_account");
+    assert!(!first.expect("list").total.exact, "30,000 accounts");
+    let deep = accounts::list_users(db.conn(), None, 1, 20_000, None)
+        .await
+        .expect("list");
+    let after = deep.next.expect("more accounts");
+    let (result, statements) =
+        app::db::capture_statements(accounts::list_users(db.conn(), None, 50, 0, Some(&after)))
+            .await;
+    assert_eq!(result.expect("list").items.len(), 50);
+    pages.extend(page_reads(statements, "user_account"));
+    for statement in &pages {
+        let plan = plan(&db, statement).await;
+        let context = format!("{}\n{plan}", statement.sql);
+        assert_uses_index(&plan, "ix_user_account_created_at_id", &context);
+    }
     db.close().await;
 }
