@@ -2,8 +2,10 @@
 //! todos without the sorted time), refused cursors, and totals that stop counting.
 
 use app::domain::paging::EXACT_TOTAL_UP_TO;
+use app::domain::tags;
 use app::domain::todos::{self, NewTodo, SortField};
 use app::models::todo::{self, Importance};
+use app::models::user_account_todo_tag;
 use chrono::{DateTime, Duration, Utc};
 use sea_orm::{ActiveModelBehavior, ActiveValue::Set, EntityTrait};
 use serde_json::Value;
@@ -258,7 +260,56 @@ async fn totals_stop_counting_past_the_bound(kind: Kind) {
             .await
             .expect("insert");
     }
+    // A tag on every todo and one on two of them.
+    let big = tags::create(db.conn(), ann.id, "big", None).await.unwrap();
+    let small = tags::create(db.conn(), ann.id, "small", None)
+        .await
+        .unwrap();
+    let ids: Vec<uuid::Uuid> = rows.iter().map(|row| row.id.clone().unwrap()).collect();
+    let links: Vec<user_account_todo_tag::ActiveModel> = ids
+        .iter()
+        .map(|id| (id, big.id))
+        .chain(ids[..2].iter().map(|id| (id, small.id)))
+        .map(|(todo_id, tag_id)| {
+            let mut link = user_account_todo_tag::ActiveModel::new();
+            link.todo_id = Set(*todo_id);
+            link.tag_id = Set(tag_id);
+            link.created_at = Set(now);
+            link.updated_at = Set(now);
+            link
+        })
+        .collect();
+    for batch in links.chunks(200) {
+        user_account_todo_tag::Entity::insert_many(batch.to_vec())
+            .exec_without_returning(db.conn())
+            .await
+            .expect("link");
+    }
     db.close().await;
+
+    let (status, tags) = answer(app.get("/api/tags", &ann).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{tags}");
+    let counts: Vec<(&str, &Value, &Value)> = tags
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|tag| {
+            (
+                tag["name"].as_str().unwrap(),
+                &tag["todoCount"],
+                &tag["todoCountIsExact"],
+            )
+        })
+        .collect();
+    assert_eq!(
+        counts,
+        [
+            ("big", &EXACT_TOTAL_UP_TO.into(), &false.into()),
+            ("small", &2.into(), &true.into())
+        ]
+    );
+    let body = page(&app, &ann, &[("tag", "big"), ("limit", "1")]).await;
+    assert_eq!(body["totalIsExact"], false, "{body}");
 
     let body = page(&app, &ann, &[("limit", "5")]).await;
     assert_eq!(body["total"], EXACT_TOTAL_UP_TO, "{body}");
