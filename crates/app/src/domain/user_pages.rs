@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use sea_orm::sea_query::{Expr, ExprTrait, SimpleExpr};
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::models::user_account;
@@ -12,7 +13,7 @@ use crate::models::user_account;
 /// ([`super::cursor::Cursors`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct UserPosition {
-    /// The search, trimmed (empty for none).
+    /// A digest of the search, trimmed (so a long search keeps the cursor short).
     #[serde(rename = "q")]
     search: String,
     #[serde(rename = "t")]
@@ -21,9 +22,10 @@ pub struct UserPosition {
     id: Uuid,
 }
 
-/// The search as lists compare it: trimmed, empty for none.
+/// A digest of the search as lists compare it: trimmed, empty for none.
 fn search_key(search: Option<&str>) -> String {
-    search.map(str::trim).unwrap_or_default().to_string()
+    let search = search.map(str::trim).unwrap_or_default();
+    hex::encode(&Sha256::digest(search.as_bytes())[..8])
 }
 
 impl UserPosition {
