@@ -11,7 +11,7 @@
 mod echo;
 mod encryption;
 mod error;
-pub use echo::count_statements;
+pub use echo::{capture_statements, count_statements};
 mod memory;
 pub mod pool;
 mod pooler;

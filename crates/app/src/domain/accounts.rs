@@ -27,7 +27,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
+use super::paging::{self, Total};
 use super::passwords::{self, HashError};
+use super::user_pages::UserPosition;
 use crate::config::LoginThrottle;
 use crate::fixtures::{APPLICATION_ACCESS_ROLE, SUPERUSER_ROLE};
 use crate::models::{login_failure, role, user_account, user_account_role};
@@ -789,7 +791,19 @@ fn address_scope(address: IpAddr) -> String {
     }
 }
 
-/// One page of accounts, oldest first, and how many match in all.
+/// One page of accounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserList {
+    pub items: Vec<user_account::Model>,
+    /// The accounts matching the search, on all pages, counted only up to a bound.
+    pub total: Total,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<UserPosition>,
+}
+
+/// One page of accounts, oldest first (then by id), how many match in all (exact up to
+/// [`super::paging::EXACT_TOTAL_UP_TO`]) and where the next page starts: after `after` (a
+/// range of the `(created_at, id)` index, the same cost at any depth), or at `offset`.
 ///
 /// `search` matches a part of the email or the name, ignoring case (on SQLite, case is
 /// ignored for ASCII letters only).
@@ -799,7 +813,26 @@ pub async fn list_users(
     search: Option<&str>,
     limit: u64,
     offset: u64,
-) -> Result<(Vec<user_account::Model>, u64), AccountError> {
+    after: Option<&UserPosition>,
+) -> Result<UserList, AccountError> {
+    if let Some(after) = after {
+        let mut problems = Vec::new();
+        if offset != 0 {
+            problems.push(InvalidField::new(
+                "offset",
+                "cannot be combined with cursor: the cursor says where the page starts",
+            ));
+        }
+        if !after.fits(search) {
+            problems.push(InvalidField::new(
+                "cursor",
+                "was made for another search; send the same search as the first page, or start again without cursor",
+            ));
+        }
+        if !problems.is_empty() {
+            return Err(AccountError::Invalid(problems));
+        }
+    }
     let mut query = user_account::Entity::find();
     if let Some(term) = search.map(str::trim).filter(|term| !term.is_empty()) {
         let escaped: String = term
@@ -821,15 +854,29 @@ pub async fn list_users(
                 .add(contains(user_account::Column::Name)),
         );
     }
-    let total = query.clone().count(db).await?;
-    let users = query
+    let total = paging::bounded_count(db, query.clone()).await?;
+    if let Some(after) = after {
+        query = query.filter(after.after());
+    }
+    // One more than the page tells whether another follows.
+    let mut users = query
         .order_by_asc(user_account::Column::CreatedAt)
         .order_by_asc(user_account::Column::Id)
-        .limit(limit)
+        .limit(limit + 1)
         .offset(offset)
         .all(db)
         .await?;
-    Ok((users, total))
+    let more = users.len() as u64 > limit;
+    users.truncate(usize::try_from(limit).unwrap_or(usize::MAX));
+    let next = users
+        .last()
+        .filter(|_| more)
+        .map(|last| UserPosition::of(last, search));
+    Ok(UserList {
+        items: users,
+        total,
+        next,
+    })
 }
 
 /// The account with this id.

@@ -2,10 +2,14 @@
 //! typed input and return models or typed errors; they know nothing of HTTP.
 
 pub mod accounts;
+pub mod cursor;
+pub mod paging;
 pub mod passwords;
 pub mod revocations;
 pub mod roles;
 pub mod tags;
 pub mod todo_overlap;
+pub mod todo_pages;
 pub mod todos;
 pub mod tokens;
+pub mod user_pages;

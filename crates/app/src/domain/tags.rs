@@ -5,13 +5,14 @@
 use std::collections::{HashMap, HashSet};
 
 use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::{Expr, ExprTrait, OnConflict};
+use sea_orm::sea_query::{Asterisk, Expr, ExprTrait, OnConflict, Query};
 use sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
-    FromQueryResult, Iterable, JoinType, QueryFilter, QuerySelect, RelationTrait, SqlErr,
+    FromQueryResult, Iterable, QueryFilter, QuerySelect, SqlErr,
 };
 use uuid::Uuid;
 
+use super::paging::EXACT_TOTAL_UP_TO;
 use crate::models::{tag, user_account_todo_tag};
 
 /// Longest tag name accepted, in characters (the column's length).
@@ -66,7 +67,9 @@ pub struct TagSummary {
     pub id: Uuid,
     pub name: String,
     pub color: Option<String>,
+    /// Exact when `todo_count_is_exact`; otherwise [`EXACT_TOTAL_UP_TO`], and there are more.
     pub todo_count: u64,
+    pub todo_count_is_exact: bool,
 }
 
 #[derive(Debug, FromQueryResult)]
@@ -74,6 +77,7 @@ struct TagCountRow {
     id: Uuid,
     name: String,
     color: Option<String>,
+    beyond: bool,
     todo_count: i64,
 }
 
@@ -93,31 +97,40 @@ pub fn check_name(name: &str) -> Option<String> {
     }
 }
 
-/// The user's tags by name (byte order), each with the number of its todos: one query (LEFT
-/// JOIN and GROUP BY), whatever the number of tags.
+/// The user's tags by name (byte order), each with the number of its todos, counted only up
+/// to [`EXACT_TOTAL_UP_TO`]: one query, whatever the number of tags. For each tag, an EXISTS
+/// that skips [`EXACT_TOTAL_UP_TO`] links of the tag (through the `tag_id` index) tells whether
+/// there are more; only when there are not are its links counted, so a tag on a million todos
+/// costs what one on a thousand does.
 #[tracing::instrument(skip(db))]
 pub async fn list(db: &impl ConnectionTrait, user_id: Uuid) -> Result<Vec<TagSummary>, TagError> {
+    use user_account_todo_tag as link;
+    let of_this_tag =
+        Expr::col((link::Entity, link::Column::TagId)).equals((tag::Entity, tag::Column::Id));
+    let past_the_bound = Query::select()
+        .expr(Expr::value(1))
+        .from(link::Entity)
+        .and_where(of_this_tag.clone())
+        .limit(1)
+        .offset(EXACT_TOTAL_UP_TO)
+        .to_owned();
+    let count = Query::select()
+        .expr(Expr::col(Asterisk).count())
+        .from(link::Entity)
+        .and_where(of_this_tag)
+        .to_owned();
+    let beyond = Expr::exists(past_the_bound);
+    let todo_count: Expr = Expr::case(beyond.clone(), EXACT_TOTAL_UP_TO as i64)
+        .finally(Expr::from(count))
+        .into();
     let rows = tag::Entity::find()
         .select_only()
         .column(tag::Column::Id)
         .column(tag::Column::Name)
         .column(tag::Column::Color)
-        .column_as(
-            Expr::col((
-                user_account_todo_tag::Entity,
-                user_account_todo_tag::Column::Id,
-            ))
-            .count(),
-            "todo_count",
-        )
-        .join(
-            JoinType::LeftJoin,
-            user_account_todo_tag::Relation::Tag.def().rev(),
-        )
+        .column_as(beyond.clone(), "beyond")
+        .column_as(todo_count, "todo_count")
         .filter(tag::Column::UserId.eq(user_id))
-        .group_by(tag::Column::Id)
-        .group_by(tag::Column::Name)
-        .group_by(tag::Column::Color)
         .into_model::<TagCountRow>()
         .all(db)
         .await?;
@@ -128,6 +141,7 @@ pub async fn list(db: &impl ConnectionTrait, user_id: Uuid) -> Result<Vec<TagSum
             name: row.name,
             color: row.color,
             todo_count: u64::try_from(row.todo_count).unwrap_or(0),
+            todo_count_is_exact: !row.beyond,
         })
         .collect();
     // Sorted here rather than in SQL, so the order is the same on both databases whatever

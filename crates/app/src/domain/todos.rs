@@ -27,12 +27,14 @@ use sea_orm::sea_query::{
 };
 use sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr,
-    EntityTrait, IntoActiveModel, Order, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect,
+    EntityTrait, IntoActiveModel, Order, QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
+use super::paging::{self, Total};
 use super::tags::{self, MAX_IN_VALUES, NUL_MESSAGE, rows_per_insert};
 use super::todo_overlap;
+use super::todo_pages::{self, Position};
 use crate::models::todo::{self, Importance};
 use crate::models::{tag, user_account_todo_tag};
 
@@ -122,7 +124,7 @@ pub struct TodoWithTags {
 }
 
 /// What a list can be sorted by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum SortField {
     #[default]
     CreatedAt,
@@ -163,7 +165,7 @@ impl SortField {
 }
 
 /// Ascending or descending.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum SortOrder {
     Asc,
     #[default]
@@ -196,7 +198,10 @@ impl SortOrder {
 pub struct TodoQuery {
     /// 1 to [`MAX_LIMIT`].
     pub limit: u64,
+    /// Todos to skip; 0 with `after`.
     pub offset: u64,
+    /// Continue after this position (a [`TodoList::next`] of the same sort and filters).
+    pub after: Option<Position>,
     /// Case-insensitive substring of `item`.
     pub search: Option<String>,
     pub start_time_from: Option<DateTime<Utc>>,
@@ -219,6 +224,7 @@ impl Default for TodoQuery {
         TodoQuery {
             limit: DEFAULT_LIMIT,
             offset: 0,
+            after: None,
             search: None,
             start_time_from: None,
             start_time_to: None,
@@ -419,6 +425,18 @@ pub fn check_query(query: &TodoQuery) -> Vec<(String, String)> {
     }
     if query.tag.as_deref().is_some_and(|s| s.contains('\0')) {
         problem(&mut problems, "tag", NUL_MESSAGE);
+    }
+    if let Some(position) = &query.after {
+        if query.offset != 0 {
+            problem(
+                &mut problems,
+                "offset",
+                "cannot be combined with cursor: the cursor says where the page starts",
+            );
+        }
+        if let Some(message) = todo_pages::mismatch(position, query) {
+            problem(&mut problems, "cursor", message);
+        }
     }
     problems
 }
@@ -631,27 +649,71 @@ pub async fn delete(db: &impl ConnectionTrait, user_id: Uuid, id: Uuid) -> Resul
     Ok(())
 }
 
-/// One page of the user's todos with their tags, and the number of todos matching the
-/// filters. At most three statements whatever the page size: the count, the page, and the
-/// tags of every todo on the page in one query.
+/// One page of a user's todos.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TodoList {
+    pub items: Vec<TodoWithTags>,
+    /// The todos matching the filters, on all pages, counted only up to a bound.
+    pub total: Total,
+    /// Where the next page starts; `None` on the last page.
+    pub next: Option<Position>,
+}
+
+/// One page of the user's todos with their tags, the number of todos matching the filters
+/// (exact up to [`super::paging::EXACT_TOTAL_UP_TO`]) and where the next page starts.
 ///
 /// The order is the sort field then the id in the same direction, so pages are stable; todos
-/// without the sorted time come last in both directions.
+/// without the sorted time come last in both directions. A page that starts at the beginning
+/// or at `after` is read by keyset through the sort's index ([`todo_pages`]); a page at an
+/// `offset` reads and skips the rows before it, so its cost grows with the offset.
+///
+/// Statements: the bounded count, the page (one per part of the order it reaches: at most
+/// two for the time sorts with NULLs, four for `importance`), and the tags of every todo on
+/// the page in one query.
 #[tracing::instrument(skip(db))]
 pub async fn list(
     db: &impl ConnectionTrait,
     user_id: Uuid,
     query: &TodoQuery,
-) -> Result<(Vec<TodoWithTags>, u64), TodoError> {
+) -> Result<TodoList, TodoError> {
     let problems = check_query(query);
     if !problems.is_empty() {
         return Err(TodoError::Invalid(problems));
     }
     let filter = list_filter(user_id, &query.clone().normalized());
-    let total = todo::Entity::find()
-        .filter(filter.clone())
-        .count(db)
-        .await?;
+    let total = paging::bounded_count(db, todo::Entity::find().filter(filter.clone())).await?;
+    // One row more than the page tells whether another page follows.
+    let wanted = query.limit + 1;
+    let mut todos = if query.offset == 0 {
+        todo_pages::rows_after(db, filter, query, query.after.as_ref(), wanted).await?
+    } else {
+        rows_at_offset(db, filter, query, wanted).await?
+    };
+    let more = todos.len() as u64 > query.limit;
+    todos.truncate(usize::try_from(query.limit).unwrap_or(usize::MAX));
+    let next = todos
+        .last()
+        .filter(|_| more)
+        .map(|last| todo_pages::position_of(query, last));
+    let ids: Vec<Uuid> = todos.iter().map(|todo| todo.id).collect();
+    let mut tags = tags_of(db, &ids).await?;
+    let items = todos
+        .into_iter()
+        .map(|todo| TodoWithTags {
+            tags: tags.remove(&todo.id).unwrap_or_default(),
+            todo,
+        })
+        .collect();
+    Ok(TodoList { items, total, next })
+}
+
+/// Up to `count` todos after skipping `query.offset`, in one statement.
+async fn rows_at_offset(
+    db: &impl ConnectionTrait,
+    filter: Condition,
+    query: &TodoQuery,
+    count: u64,
+) -> Result<Vec<todo::Model>, DbErr> {
     let order = query.order.order();
     let key = sort_key(query.sort);
     let mut select = todo::Entity::find().filter(filter);
@@ -661,22 +723,12 @@ pub async fn list(
         }
         _ => select.order_by(key, order.clone()),
     };
-    let todos = select
+    select
         .order_by(todo::Column::Id, order)
-        .limit(query.limit)
+        .limit(count)
         .offset(query.offset)
         .all(db)
-        .await?;
-    let ids: Vec<Uuid> = todos.iter().map(|todo| todo.id).collect();
-    let mut tags = tags_of(db, &ids).await?;
-    let page = todos
-        .into_iter()
-        .map(|todo| TodoWithTags {
-            tags: tags.remove(&todo.id).unwrap_or_default(),
-            todo,
-        })
-        .collect();
-    Ok((page, total))
+        .await
 }
 
 fn list_filter(user_id: Uuid, query: &TodoQuery) -> Condition {

@@ -27,6 +27,7 @@ use tower_http::trace::TraceLayer;
 
 use crate::config::Settings;
 use crate::db::{Database, Replicas};
+use crate::domain::cursor::Cursors;
 use crate::domain::tokens::Tokens;
 
 /// What every handler can reach: the settings, the database and its read replicas, the token
@@ -37,17 +38,21 @@ pub struct AppState {
     pub db: Database,
     pub replicas: Replicas,
     pub tokens: Arc<Tokens>,
+    /// Seals the cursors of lists, with a key derived from the same secret.
+    pub cursors: Arc<Cursors>,
     pub lifecycle: Lifecycle,
 }
 
 impl AppState {
     pub fn new(settings: Settings, db: Database) -> Self {
         let tokens = Tokens::new(settings.secret_key.expose(), settings.token_lifetime);
+        let cursors = Cursors::new(settings.secret_key.expose());
         Self {
             settings: Arc::new(settings),
             db,
             replicas: Replicas::none(),
             tokens: Arc::new(tokens),
+            cursors: Arc::new(cursors),
             lifecycle: Lifecycle::default(),
         }
     }

@@ -40,8 +40,11 @@ pub struct TagView {
     pub id: Uuid,
     pub name: String,
     pub color: Option<String>,
-    /// How many of your todos carry it.
+    /// How many of your todos carry it, when `todoCountIsExact`; counting stops past 1000,
+    /// and then this is 1000 and `todoCountIsExact` is false: there are more.
     pub todo_count: u64,
+    /// Whether `todoCount` is the exact number (true up to 1000 todos).
+    pub todo_count_is_exact: bool,
 }
 
 impl From<TagSummary> for TagView {
@@ -51,6 +54,7 @@ impl From<TagSummary> for TagView {
             name: tag.name,
             color: tag.color,
             todo_count: tag.todo_count,
+            todo_count_is_exact: tag.todo_count_is_exact,
         }
     }
 }
@@ -118,6 +122,7 @@ async fn create(
         name: tag.name,
         color: tag.color,
         todo_count: 0,
+        todo_count_is_exact: true,
     };
     Ok((
         StatusCode::CREATED,

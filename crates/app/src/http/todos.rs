@@ -18,6 +18,7 @@ use super::AppState;
 use super::error::{ApiError, FieldError, Problem};
 use super::extract::{CurrentUser, Json, Path, Query};
 use super::responses::TRIMMED_NAME;
+use crate::domain::cursor::Cursors;
 use crate::domain::todos::{
     self, NewTodo, SortField, SortOrder, TodoPatch, TodoQuery, TodoWithTags,
 };
@@ -114,10 +115,16 @@ impl From<TodoWithTags> for TodoView {
 #[serde(rename_all = "camelCase")]
 pub struct TodoPage {
     pub items: Vec<TodoView>,
-    /// How many todos match the filters, on all pages.
+    /// How many todos match the filters, on all pages, when `totalIsExact`; counting stops
+    /// past 1000, and then this is 1000 and `totalIsExact` is false: there are more.
     pub total: u64,
+    /// Whether `total` is the exact number (true up to 1000 matching todos).
+    pub total_is_exact: bool,
     pub limit: u64,
     pub offset: u64,
+    /// Send as `cursor` (with the same filters, sort and order) for the next page; null on
+    /// the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// How much a todo matters.
@@ -257,9 +264,14 @@ pub struct ListParams {
     /// Todos per page, 1 to 100.
     #[param(value_type = Option<u64>, minimum = 1, maximum = 100, default = 20)]
     limit: Option<String>,
-    /// Todos to skip.
+    /// Todos to skip. Deep offsets read every skipped todo: page through long lists with
+    /// `cursor` instead. Not with `cursor`.
     #[param(value_type = Option<u64>, minimum = 0, maximum = 9223372036854775807_u64, default = 0)]
     offset: Option<String>,
+    /// The `nextCursor` of the previous page: the page starts right after it, at the same cost
+    /// at any depth. Valid only with the filters, sort and order it was made with.
+    #[param(max_length = 2048)]
+    cursor: Option<String>,
     /// Part of the item, any case.
     #[param(pattern = r"^[^\u0000]*$")]
     search: Option<String>,
@@ -396,15 +408,28 @@ impl Fields {
     }
 }
 
-fn query_of(params: ListParams) -> Result<TodoQuery, ApiError> {
+fn query_of(params: ListParams, cursors: &Cursors) -> Result<TodoQuery, ApiError> {
     let mut fields = Fields::default();
     let defaults = TodoQuery::default();
+    if params.cursor.is_some() && params.offset.is_some() {
+        fields.0.push(FieldError::new(
+            "offset",
+            "cannot be combined with cursor: the cursor says where the page starts",
+        ));
+    }
+    let after = params
+        .cursor
+        .as_deref()
+        .and_then(|text| fields.parsed("cursor", cursors.open(text).map_err(|e| e.to_string())));
     let query = TodoQuery {
+        after,
         limit: fields
             .number("limit", params.limit.as_deref())
             .unwrap_or(defaults.limit),
+        // Refused above when a cursor came too; 0 keeps the domain from saying so again.
         offset: fields
             .number("offset", params.offset.as_deref())
+            .filter(|_| params.cursor.is_none())
             .unwrap_or(0),
         search: params.search,
         start_time_from: fields.time("startTimeFrom", params.start_time_from.as_deref()),
@@ -481,6 +506,11 @@ async fn patch_of(
 }
 
 /// List your todos, a page at a time, with filters and a sort.
+///
+/// Page through a long list with `cursor`: each page answers `nextCursor`, which you send
+/// back with the same filters, sort and order; every page costs the same at any depth.
+/// `offset` pages still work but read all the todos they skip. `total` is exact up to 1000
+/// matching todos (`totalIsExact: true`); past that it is 1000 and `totalIsExact` is false.
 #[utoipa::path(
     get,
     path = "/api/todos",
@@ -497,13 +527,15 @@ async fn list(
     State(state): State<AppState>,
     Query(params): Query<ListParams>,
 ) -> Result<Json<TodoPage>, ApiError> {
-    let query = query_of(params)?;
-    let (todos, total) = todos::list(&state.reader(), current.user.id, &query).await?;
+    let query = query_of(params, &state.cursors)?;
+    let page = todos::list(&state.reader(), current.user.id, &query).await?;
     Ok(Json(TodoPage {
-        items: todos.into_iter().map(TodoView::from).collect(),
-        total,
+        items: page.items.into_iter().map(TodoView::from).collect(),
+        total: page.total.count,
+        total_is_exact: page.total.exact,
         limit: query.limit,
         offset: query.offset,
+        next_cursor: page.next.map(|next| state.cursors.seal(&next)),
     }))
 }
 

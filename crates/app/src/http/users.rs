@@ -109,10 +109,15 @@ impl UserView {
 #[serde(rename_all = "camelCase")]
 pub struct UserPage {
     pub items: Vec<UserView>,
-    /// How many accounts match, on all pages.
+    /// How many accounts match, on all pages, when `totalIsExact`; counting stops past 1000,
+    /// and then this is 1000 and `totalIsExact` is false: there are more.
     pub total: u64,
+    /// Whether `total` is the exact number (true up to 1000 matching accounts).
+    pub total_is_exact: bool,
     pub limit: u64,
     pub offset: u64,
+    /// Send as `cursor` (with the same search) for the next page; null on the last page.
+    pub next_cursor: Option<String>,
 }
 
 /// Paging and search of `GET /api/users`. Read as text and checked here, so every bad value
@@ -123,9 +128,14 @@ pub struct ListParams {
     /// Accounts per page, 1 to 100.
     #[param(value_type = Option<u64>, minimum = 1, maximum = 100, default = 20)]
     limit: Option<String>,
-    /// Accounts to skip.
+    /// Accounts to skip. Deep offsets read every skipped account: page with `cursor`
+    /// instead. Not with `cursor`.
     #[param(value_type = Option<u64>, minimum = 0, maximum = 9223372036854775807_u64, default = 0)]
     offset: Option<String>,
+    /// The `nextCursor` of the previous page (made with the same search): the page starts
+    /// right after it, at the same cost at any depth.
+    #[param(max_length = 2048)]
+    cursor: Option<String>,
     /// Part of an email or name, any case.
     #[param(pattern = r"^[^\u0000]*$")]
     search: Option<String>,
@@ -228,6 +238,10 @@ where
 /// A change the superuser rules refused: 403 when the actor lost their rights meanwhile, else
 /// 409 (the change conflicts with who the superusers are).
 /// List accounts, oldest first, with paging and search.
+///
+/// Page with `cursor`: each page answers `nextCursor`, to send back with the same search.
+/// `total` is exact up to 1000 matching accounts (`totalIsExact`); past that it is 1000 and
+/// `totalIsExact` is false.
 #[utoipa::path(
     get,
     path = "/api/users",
@@ -262,22 +276,44 @@ async fn list(
         i64::MAX as u64,
         &mut errors,
     );
+    if params.cursor.is_some() && params.offset.is_some() {
+        errors.push(FieldError::new(
+            "offset",
+            "cannot be combined with cursor: the cursor says where the page starts",
+        ));
+    }
+    let after = match params
+        .cursor
+        .as_deref()
+        .map(|text| state.cursors.open(text))
+    {
+        Some(Err(err)) => {
+            errors.push(FieldError::new("cursor", err.to_string()));
+            None
+        }
+        Some(Ok(position)) => Some(position),
+        None => None,
+    };
     if !errors.is_empty() {
         return Err(ApiError::Validation(errors));
     }
     let db = &state.reader();
-    let (users, total) = accounts::list_users(db, params.search.as_deref(), limit, offset).await?;
-    let roles = accounts::roles_of_each(db, &users).await?;
-    let items = users
+    let page =
+        accounts::list_users(db, params.search.as_deref(), limit, offset, after.as_ref()).await?;
+    let roles = accounts::roles_of_each(db, &page.items).await?;
+    let items = page
+        .items
         .into_iter()
         .zip(roles)
         .map(|(u, r)| UserView::new(u, r))
         .collect();
     Ok(Json(UserPage {
         items,
-        total,
+        total: page.total.count,
+        total_is_exact: page.total.exact,
         limit,
         offset,
+        next_cursor: page.next.map(|next| state.cursors.seal(&next)),
     }))
 }
 

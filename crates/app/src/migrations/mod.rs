@@ -23,6 +23,12 @@ mod m_9014f3b65a0e;
 
 #[path = "2026-12-01_write_positions_for_read_replicas_86298080d8d1.rs"]
 mod m_86298080d8d1;
+
+#[path = "2026-12-01_an_index_per_sort_of_a_user_s_todos_094d57262bca.rs"]
+mod m_094d57262bca;
+
+#[path = "2026-12-01_the_account_list_s_order_is_indexed_565916603307.rs"]
+mod m_565916603307;
 // strata:modules
 
 /// Every migration, oldest first.
@@ -35,6 +41,8 @@ pub fn all() -> Vec<strata::Migration> {
         m_acce0a353bde::migration(),
         m_9014f3b65a0e::migration(),
         m_86298080d8d1::migration(),
+        m_094d57262bca::migration(),
+        m_565916603307::migration(),
         // strata:list
     ]
 }

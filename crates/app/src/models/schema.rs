@@ -48,10 +48,43 @@ pub enum Extra {
 pub fn extras() -> Vec<Extra> {
     vec![
         Extra::enum_check::<todo::Importance>("todo", "importance"),
+        // One per sort of a user's todo list, each ending in the id that breaks ties, so a
+        // page (first or after a cursor) is one range of it: see domain/todo_pages.rs.
         Extra::Index {
             table: "todo",
-            name: "ix_todo_user_id_created_at",
-            columns: &["user_id", "created_at"],
+            name: "ix_todo_user_id_created_at_id",
+            columns: &["user_id", "created_at", "id"],
+        },
+        Extra::Index {
+            table: "todo",
+            name: "ix_todo_user_id_updated_at_id",
+            columns: &["user_id", "updated_at", "id"],
+        },
+        Extra::Index {
+            table: "todo",
+            name: "ix_todo_user_id_item_id",
+            columns: &["user_id", "item", "id"],
+        },
+        Extra::Index {
+            table: "todo",
+            name: "ix_todo_user_id_start_time_id",
+            columns: &["user_id", "start_time", "id"],
+        },
+        Extra::Index {
+            table: "todo",
+            name: "ix_todo_user_id_end_time_id",
+            columns: &["user_id", "end_time", "id"],
+        },
+        Extra::Index {
+            table: "todo",
+            name: "ix_todo_user_id_importance_id",
+            columns: &["user_id", "importance", "id"],
+        },
+        // The account list's order (oldest first, then id): its pages are ranges of it.
+        Extra::Index {
+            table: "user_account",
+            name: "ix_user_account_created_at_id",
+            columns: &["created_at", "id"],
         },
         // Foreign keys used by cascades; PostgreSQL does not index them by itself.
         Extra::Index {

@@ -436,7 +436,7 @@ async fn postgres_columns_have_the_expected_types() {
     }
     let index: i64 = crate::helpers::scalar_i64(
         &db,
-        "SELECT count(*) FROM pg_indexes WHERE indexname = 'ix_todo_user_id_created_at'",
+        "SELECT count(*) FROM pg_indexes WHERE indexname = 'ix_todo_user_id_created_at_id'",
     )
     .await;
     assert_eq!(index, 1);

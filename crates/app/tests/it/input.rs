@@ -338,7 +338,11 @@ async fn too_many_tags_answer_422_and_the_limit_works(kind: Kind) {
 
     // Only the accepted requests made tags: t00000..t00049, same, p00000..p00049.
     let (_, tags) = send(app.get("/api/tags", &ann)).await;
-    assert_eq!(tags.as_array().unwrap().len(), 2 * TAG_LIMIT + 1, "{tags}");
+    assert_eq!(
+        tags.as_array().map(Vec::len),
+        Some(2 * TAG_LIMIT + 1),
+        "{tags}"
+    );
     let page = todo_page(&app, &ann, &[]).await;
     assert_eq!(page["total"], 1, "{page}");
 }

@@ -14,6 +14,8 @@ mod fixtures;
 mod health;
 mod helpers;
 mod input;
+mod list_pages;
+mod list_plans;
 mod metrics;
 mod migration_safety;
 mod migrations;

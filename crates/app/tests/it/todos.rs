@@ -995,8 +995,9 @@ async fn a_page_takes_at_most_three_statements(kind: Kind) {
         };
         let (result, statements) =
             app::db::count_statements(todos::list(db.conn(), ann.id, &query)).await;
-        let (page, total) = result.expect("list");
-        assert_eq!(total, 60);
+        let list = result.expect("list");
+        let page = list.items;
+        assert_eq!(list.total.count, 60);
         assert_eq!(page.len() as u64, limit);
         assert!(page.iter().all(|t| (2..=3).contains(&t.tags.len())));
         // Counted at all (count and page at least), and never one per row.
@@ -1013,9 +1014,10 @@ async fn a_page_takes_at_most_three_statements(kind: Kind) {
     };
     let (result, statements) =
         app::db::count_statements(todos::list(db.conn(), ann.id, &query)).await;
-    let (page, total) = result.expect("list");
+    let list = result.expect("list");
+    let page = list.items;
     assert!(
-        total > 0
+        list.total.count > 0
             && page
                 .iter()
                 .all(|t| t.tags.iter().any(|tag| tag.name == "home"))
@@ -1123,8 +1125,8 @@ async fn the_domain_limits_tags_and_keeps_microseconds(kind: Kind) {
             false,
         ),
     ] {
-        let (_, total) = todos::list(db.conn(), ann.id, &query).await.unwrap();
-        assert_eq!(total, u64::from(matches), "{query:?}");
+        let total = todos::list(db.conn(), ann.id, &query).await.unwrap().total;
+        assert_eq!(total.count, u64::from(matches), "{query:?}");
     }
     db.close().await;
 }

@@ -145,8 +145,8 @@ async fn reads_do_not_wait_for_the_write_queue() {
 
     let reads = async {
         let one = todos::get(db.conn(), user, made.todo.id).await?;
-        let (page, total) = todos::list(db.conn(), user, &TodoQuery::default()).await?;
-        Ok::<_, TodoError>((one, page, total))
+        let list = todos::list(db.conn(), user, &TodoQuery::default()).await?;
+        Ok::<_, TodoError>((one, list.items, list.total.count))
     };
     let (one, page, total) = tokio::time::timeout(Duration::from_secs(2), reads)
         .await
