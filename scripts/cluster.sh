@@ -488,11 +488,25 @@ app_stop() {
 
 # --- commands ----------------------------------------------------------------------------------
 
+# Before creating anything: every port a part that is not running will need must be free.
+check_ports() {
+    local taken=()
+    [[ -n "$(pg_pid "$CLUSTER_DIR/primary")" ]] || ! port_in_use "$PRIMARY_PORT" || taken+=("$PRIMARY_PORT (primary)")
+    [[ -n "$(pg_pid "$CLUSTER_DIR/replica")" ]] || ! port_in_use "$REPLICA_PORT" || taken+=("$REPLICA_PORT (replica)")
+    [[ -n "$(bouncer_pid)" ]] || ! port_in_use "$BOUNCER_PORT" || taken+=("$BOUNCER_PORT (pgbouncer)")
+    for i in $(seq 1 "$INSTANCES"); do
+        [[ -n "$(app_pid "$i")" ]] || ! port_in_use "$(app_port "$i")" || taken+=("$(app_port "$i") (app-$i)")
+    done
+    ((${#taken[@]} == 0)) ||
+        die "port(s) taken by another program: ${taken[*]}; stop it or choose another CLUSTER_PORT_BASE (after scripts/cluster.sh down --wipe)"
+}
+
 cmd_up() {
     mkdir -p "$CLUSTER_DIR" "$LOGS"
     chmod 755 "$CLUSTER_DIR" "$LOGS"
     find_tools
     choose_run_user "$CLUSTER_DIR/primary"
+    check_ports
     load_secrets
     find_app
     choose_app_db
