@@ -72,8 +72,9 @@ load_settings() {
         die "$CLUSTER_DIR was set up with CLUSTER_PORT_BASE=$PORT_BASE, not $CLUSTER_PORT_BASE; run scripts/cluster.sh down --wipe first, or choose another CLUSTER_DIR"
     fi
     PORT_BASE="${PORT_BASE:-${CLUSTER_PORT_BASE:-16000}}"
-    [[ "$PORT_BASE" =~ ^[0-9]+$ ]] && ((PORT_BASE >= 1024 && PORT_BASE <= 65500)) ||
+    if ! [[ "$PORT_BASE" =~ ^[0-9]+$ ]] || ((PORT_BASE < 1024 || PORT_BASE > 65500)); then
         die "CLUSTER_PORT_BASE must be a port number between 1024 and 65500, not '$PORT_BASE'"
+    fi
     PRIMARY_PORT=$PORT_BASE
     REPLICA_PORT=$((PORT_BASE + 1))
     BOUNCER_PORT=$((PORT_BASE + 2))
@@ -218,15 +219,21 @@ find_app() {
     fi
 }
 
-# Runs the app binary from the state directory (no .env file of the checkout is read) with the
-# settings every instance shares; DATABASE_URL is the first argument.
+# Exports the settings every instance shares (in the subshell that then runs the binary).
+app_settings() {
+    export APP_ENV=production DATABASE_URL="$1" SECRET_KEY="$SECRET_KEY_VALUE" NO_COLOR=1 \
+        DATABASE_FIXTURE_PATH="$ROOT/crates/app/fixtures" \
+        DATABASE_REPLICA_URLS="postgresql://$DB_USER:$DB_PASSWORD@$HOST:$REPLICA_PORT/$DB_NAME"
+}
+
+# Runs the app binary from the state directory (no .env file of the checkout is read) with
+# those settings; DATABASE_URL is the first argument.
 run_app() {
     local url="$1"
     shift
     (
         cd "$CLUSTER_DIR"
-        export APP_ENV=production DATABASE_URL="$url" SECRET_KEY="$SECRET_KEY_VALUE" NO_COLOR=1 \
-            DATABASE_FIXTURE_PATH="$ROOT/crates/app/fixtures"
+        app_settings "$url"
         exec "$APP" "$@"
     )
 }
@@ -446,10 +453,7 @@ app_start() {
     # upgraded at start (done once above) and SECRET_KEY, shared, is required.
     (
         cd "$dir"
-        export APP_ENV=production DATABASE_URL SECRET_KEY="$SECRET_KEY_VALUE" NO_COLOR=1 \
-            DATABASE_FIXTURE_PATH="$ROOT/crates/app/fixtures" \
-            DATABASE_REPLICA_URLS="postgresql://$DB_USER:$DB_PASSWORD@$HOST:$REPLICA_PORT/$DB_NAME"
-        DATABASE_URL="$(app_database_url)"
+        app_settings "$(app_database_url)"
         exec setsid "$APP" run --host "$HOST" --port "$port" </dev/null >>"$LOGS/app-$i.log" 2>&1
     ) &
     pid=$!

@@ -1,3 +1,4 @@
+# shellcheck shell=bash
 # Shared by scripts/infra.sh and scripts/cluster.sh: finding the installed PostgreSQL binaries
 # and running them as a user PostgreSQL accepts (it refuses to run as root).
 #
