@@ -19,7 +19,9 @@ counter whose labels say target="replica" or "primary"); every /metrics line tha
 replica is printed as found, since older builds have none.
 
 It brings the cluster up itself (scripts/cluster.sh up, and down at the end) unless one answers
-already in --cluster-dir. Prints a markdown table for bench/RESULTS.md.
+already in --cluster-dir. Prints a markdown table for bench/RESULTS.md: requests/s, the slowest
+instance's p50 and p99, wrk's timeouts (no answer within 2 s) and its other errors (non-2xx
+answers, broken connections).
 
 Usage: bench/cluster.py [--duration 10] [--rounds 3] [--connections 32] [--port-base 16000]
                         [--cluster-dir DIR] [--binary PATH] [--keep]
@@ -42,6 +44,7 @@ import urllib.request
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from load import LOAD, ROOT, UUID, Server, captured_sql, http, pgbench_file  # noqa: E402
+from writers import REPORT  # noqa: E402  (wrk's timeouts apart from its other errors)
 
 CLUSTER_SH = os.path.join(ROOT, "scripts", "cluster.sh")
 USERS = 32
@@ -138,9 +141,8 @@ def reads_by_target(before, after):
 
 def wrk_script(script):
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as combined:
-        for part in (script, "report.lua"):
-            with open(os.path.join(LOAD, part)) as f:
-                combined.write(f.read() + "\n")
+        with open(os.path.join(LOAD, script)) as f:
+            combined.write(f.read() + "\n" + REPORT)
         return combined.name
 
 
@@ -170,6 +172,7 @@ def wrk_many(urls, script, connections, duration, env):
         "rps": sum(r["rps"] for r in results),
         "p50_ms": max(r["p50_ms"] for r in results),
         "p99_ms": max(r["p99_ms"] for r in results),
+        "timeouts": sum(r["timeouts"] for r in results),
         "errors": sum(r["errors"] for r in results),
         "requests": sum(r["requests"] for r in results),
     }
@@ -300,7 +303,7 @@ def main():
                     result = measure()
                     results[(load, target)].append(result)
                     print(f"round {round_number + 1} {load:8} {target:8} {result['rps']:8.0f}/s"
-                          + (f" p99 {result['p99_ms']:.1f} ms errors {int(result['errors'])}" if "p99_ms" in result else ""),
+                          + (f" p99 {result['p99_ms']:.1f} ms timeouts {int(result['timeouts'])} errors {int(result['errors'])}" if "p99_ms" in result else ""),
                           flush=True)
         after = {b: metrics(b) for b in bases}
     finally:
@@ -321,8 +324,8 @@ def report(args, settings, results, before, after, bases, files):
     via = "PgBouncer (transaction mode, pgbouncer=true)" if settings.get("APP_DB") == "pgbouncer" else "the primary directly"
     print(f"\n{args.connections} connections in total, {args.duration} s per measurement, medians of {args.rounds} rounds; "
           f"binary {settings['APP_BINARY']}; instances reach PostgreSQL through {via}; pgbench on the same endpoint.\n")
-    print("| load | target | req/s | p50 ms | p99 ms | errors | pgbench tps (same SQL) | service / pgbench |")
-    print("|---|---|---:|---:|---:|---:|---:|---:|")
+    print("| load | target | req/s | p50 ms | p99 ms | timeouts | other errors | pgbench tps (same SQL) | service / pgbench |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for load in LOADS:
         tps = statistics.median(r["rps"] for r in results[(load, "pgbench")])
         for target, label in (("1", "PostgreSQL, 1 instance"), ("3", f"PostgreSQL, {len(bases)} instances"), ("sqlite", "SQLite, 1 instance")):
@@ -331,7 +334,7 @@ def report(args, settings, results, before, after, bases, files):
             ratio = f"{rps / tps:.2f}" if tps and target != "sqlite" else "-"
             shown = f"{tps:.0f}" if target != "sqlite" else "-"
             print(f"| {load} | {label} | {rps:.0f} | {median(runs, 'p50_ms'):.2f} | {median(runs, 'p99_ms'):.2f} "
-                  f"| {int(sum(r['errors'] for r in runs))} | {shown} | {ratio} |")
+                  f"| {int(sum(r['timeouts'] for r in runs))} | {int(sum(r['errors'] for r in runs))} | {shown} | {ratio} |")
     one = median(results[("write", "1")], "rps")
     many = median(results[("write-32", "1")], "rps")
     if one:
