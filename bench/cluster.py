@@ -29,6 +29,7 @@ Needs: wrk (Debian: apt-get install wrk), psql, pgbench, and what scripts/cluste
 """
 
 import argparse
+import json
 import os
 import re
 import secrets
@@ -124,6 +125,26 @@ def metrics(base):
             except ValueError:
                 pass
     return samples
+
+
+def replica_health(base):
+    """What /health says of replicas (any key naming them), or None on a build without them."""
+    try:
+        answer = http("GET", base + "/health")
+    except Exception:
+        return None
+    found = {}
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if "replica" in key.lower():
+                    found[path + key] = value
+                else:
+                    walk(value, path + key + ".")
+
+    walk(answer, "")
+    return found or None
 
 
 def reads_by_target(before, after):
@@ -306,6 +327,7 @@ def main():
                           + (f" p99 {result['p99_ms']:.1f} ms timeouts {int(result['timeouts'])} errors {int(result['errors'])}" if "p99_ms" in result else ""),
                           flush=True)
         after = {b: metrics(b) for b in bases}
+        health = replica_health(bases[0])
     finally:
         if sqlite_server:
             sqlite_server.stop()
@@ -313,6 +335,8 @@ def main():
             subprocess.run([CLUSTER_SH, "down"], env=cluster_env(args), stdout=sys.stderr)
 
     report(args, settings, results, before, after, bases, files)
+    if health:
+        print(f"\n/health of {bases[0]} on replicas, after the run: `{json.dumps(health)}`")
     shutil.rmtree(scratch, ignore_errors=True)
 
 
