@@ -19,7 +19,9 @@ counter whose labels say target="replica" or "primary"); every /metrics line tha
 replica is printed as found, since older builds have none.
 
 It brings the cluster up itself (scripts/cluster.sh up, and down at the end) unless one answers
-already in --cluster-dir. Prints a markdown table for bench/RESULTS.md: requests/s, the slowest
+already in --cluster-dir (then with pools of 16 plus 8 overflow per instance, as bench/load.py;
+a running cluster keeps its own). Its own short-lived instances listen on --port-base + 13
+(SQL capture) and + 14 (SQLite). Prints a markdown table for bench/RESULTS.md: requests/s, the slowest
 instance's p50 and p99, wrk's timeouts (no answer within 2 s) and its other errors (non-2xx
 answers, broken connections).
 
@@ -127,12 +129,16 @@ def metrics(base):
     return samples
 
 
-def replica_health(base):
-    """What /health says of replicas (any key naming them), or None on a build without them."""
+def health_of(base):
+    """The /health answer, or None (503 while a part is down, or no answer)."""
     try:
-        answer = http("GET", base + "/health")
+        return http("GET", base + "/health")
     except Exception:
         return None
+
+
+def replica_health(answer):
+    """What a /health answer says of replicas (any key naming them), or None."""
     found = {}
 
     def walk(node, path):
@@ -327,16 +333,17 @@ def main():
                           + (f" p99 {result['p99_ms']:.1f} ms timeouts {int(result['timeouts'])} errors {int(result['errors'])}" if "p99_ms" in result else ""),
                           flush=True)
         after = {b: metrics(b) for b in bases}
-        health = replica_health(bases[0])
+        health = health_of(bases[0]) or {}
     finally:
         if sqlite_server:
             sqlite_server.stop()
         if started and not args.keep:
             subprocess.run([CLUSTER_SH, "down"], env=cluster_env(args), stdout=sys.stderr)
 
-    report(args, settings, results, before, after, bases, files)
-    if health:
-        print(f"\n/health of {bases[0]} on replicas, after the run: `{json.dumps(health)}`")
+    report(args, settings, results, before, after, bases, files, health.get("pool"))
+    replicas = replica_health(health)
+    if replicas:
+        print(f"\n/health of {bases[0]} on replicas, after the run: `{json.dumps(replicas)}`")
     shutil.rmtree(scratch, ignore_errors=True)
 
 
@@ -344,10 +351,11 @@ def median(runs, key):
     return statistics.median(r[key] for r in runs)
 
 
-def report(args, settings, results, before, after, bases, files):
+def report(args, settings, results, before, after, bases, files, pool):
     via = "PgBouncer (transaction mode, pgbouncer=true)" if settings.get("APP_DB") == "pgbouncer" else "the primary directly"
     print(f"\n{args.connections} connections in total, {args.duration} s per measurement, medians of {args.rounds} rounds; "
-          f"binary {settings['APP_BINARY']}; instances reach PostgreSQL through {via}; pgbench on the same endpoint.\n")
+          f"binary {settings['APP_BINARY']}; instances reach PostgreSQL through {via}; pgbench on the same endpoint; "
+          f"each instance's pool (from /health): {json.dumps(pool)}.\n")
     print("| load | target | req/s | p50 ms | p99 ms | timeouts | other errors | pgbench tps (same SQL) | service / pgbench |")
     print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for load in LOADS:
