@@ -24,8 +24,6 @@ DB_USER=app
 DB_PASSWORD=app
 DB_NAME=app
 URL="postgresql+asyncpg://$DB_USER:$DB_PASSWORD@$HOST:$PORT/$DB_NAME"
-# System user that owns the cluster when this script runs as root and `postgres` does not exist.
-FALLBACK_USER=pginfra
 
 usage() {
     cat <<EOF
@@ -89,103 +87,9 @@ choose_backend() {
 
 # --- local cluster: binaries and user ----------------------------------------------------------
 
-PG_BIN=""
-# Sets PG_BIN to a directory holding initdb and pg_ctl: pg_config --bindir, else the highest
-# /usr/lib/postgresql/*/bin, else PATH. Returns 1 when there is none.
-locate_pg_bin() {
-    local dir
-    if command -v pg_config >/dev/null 2>&1; then
-        dir="$(pg_config --bindir 2>/dev/null || true)"
-        if [[ -n "$dir" && -x "$dir/initdb" && -x "$dir/pg_ctl" ]]; then
-            PG_BIN="$dir"
-            return 0
-        fi
-    fi
-    dir="$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin -type d 2>/dev/null | sort -V | tail -n 1 || true)"
-    if [[ -n "$dir" && -x "$dir/initdb" && -x "$dir/pg_ctl" ]]; then
-        PG_BIN="$dir"
-        return 0
-    fi
-    if command -v initdb >/dev/null 2>&1 && command -v pg_ctl >/dev/null 2>&1; then
-        PG_BIN="$(dirname "$(command -v pg_ctl)")"
-        return 0
-    fi
-    return 1
-}
-
-find_pg_bin() {
-    locate_pg_bin ||
-        die "PostgreSQL server binaries (initdb, pg_ctl) not found; install them (Debian/Ubuntu: apt-get install postgresql) or start a Docker engine"
-}
-
-# Path of a client tool: next to the server binaries when there, else from PATH.
-pg_tool() {
-    if [[ -n "$PG_BIN" && -x "$PG_BIN/$1" ]]; then
-        printf '%s\n' "$PG_BIN/$1"
-    elif command -v "$1" >/dev/null 2>&1; then
-        command -v "$1"
-    else
-        die "'$1' not found; install the PostgreSQL client (Debian/Ubuntu: apt-get install postgresql-client)"
-    fi
-}
-
-# The user that runs initdb and the server: the current user, or a system user when root.
-RUN_USER=""
-choose_run_user() {
-    if [[ "$(id -u)" -ne 0 ]]; then
-        RUN_USER=""
-        if [[ -d "$DATA_DIR" && ! -O "$DATA_DIR" ]]; then
-            die "$DATA_DIR belongs to user '$(stat -c %U "$DATA_DIR")'; run this as root (sudo scripts/infra.sh ...) or wipe it as root first"
-        fi
-        return
-    fi
-    local owner=""
-    if [[ -d "$DATA_DIR" ]]; then
-        owner="$(stat -c %U "$DATA_DIR")"
-    fi
-    if [[ -n "$owner" && "$owner" != root && "$owner" != UNKNOWN ]]; then
-        RUN_USER="$owner"
-    elif id postgres >/dev/null 2>&1; then
-        RUN_USER=postgres
-    else
-        if ! id "$FALLBACK_USER" >/dev/null 2>&1; then
-            say "Creating system user '$FALLBACK_USER' to own the cluster (PostgreSQL refuses to run as root)"
-            if command -v useradd >/dev/null 2>&1; then
-                useradd --system --user-group --no-create-home --home-dir /nonexistent \
-                    --shell /usr/sbin/nologin "$FALLBACK_USER" ||
-                    die "could not create user '$FALLBACK_USER'; create a 'postgres' user (useradd --system postgres) and retry"
-            else
-                adduser --system --group --no-create-home "$FALLBACK_USER" >/dev/null ||
-                    die "could not create user '$FALLBACK_USER'; create a 'postgres' user and retry"
-            fi
-        fi
-        RUN_USER="$FALLBACK_USER"
-    fi
-}
-
-# Runs a command as RUN_USER (or as is), from a directory that user can enter.
-as_pg() {
-    if [[ -z "$RUN_USER" ]]; then
-        "$@"
-    elif command -v runuser >/dev/null 2>&1; then
-        (cd / && runuser -u "$RUN_USER" -- "$@")
-    else
-        local cmd
-        cmd="$(printf '%q ' "$@")"
-        (cd / && su -s /bin/bash "$RUN_USER" -c "$cmd")
-    fi
-}
-
-# Quotes one word for the /bin/sh command line that pg_ctl builds from -o.
-sh_quote() {
-    local q="'\\''"
-    printf "'%s'" "${1//\'/$q}"
-}
-
-# Major version of the server binaries: "postgres (PostgreSQL) 15.8 (Debian ...)" -> 15.
-bin_major() {
-    "$PG_BIN/postgres" --version | awk 'NR == 1 { sub(/[^0-9].*/, "", $3); print $3 }'
-}
+# PG_BIN, pg_tool, RUN_USER, as_pg, sh_quote, bin_major (shared with scripts/cluster.sh).
+# shellcheck source=scripts/lib/local-postgres.sh
+source "$ROOT/scripts/lib/local-postgres.sh"
 
 cluster_running() {
     [[ -f "$DATA_DIR/PG_VERSION" ]] && as_pg "$PG_BIN/pg_ctl" status -D "$DATA_DIR" >/dev/null 2>&1
@@ -240,7 +144,7 @@ server_opts() {
 local_start() {
     local major data_major opts psql
     find_pg_bin
-    choose_run_user
+    choose_run_user "$DATA_DIR"
     if [[ -f "$DATA_DIR/PG_VERSION" ]]; then
         if cluster_running; then
             PG_ISREADY="$(pg_tool pg_isready)"
@@ -298,7 +202,7 @@ local_stop() {
         return 0
     fi
     find_pg_bin
-    choose_run_user
+    choose_run_user "$DATA_DIR"
     if ! cluster_running; then
         say "PostgreSQL is not running"
         return 0
@@ -312,7 +216,7 @@ local_restart() {
     [[ -f "$DATA_DIR/PG_VERSION" ]] ||
         die "no local cluster in ${DATA_DIR#"$ROOT"/}; create and start it with scripts/infra.sh start"
     find_pg_bin
-    choose_run_user
+    choose_run_user "$DATA_DIR"
     cluster_running || die "PostgreSQL is not running; start it with scripts/infra.sh start"
     # -l keeps the server's output in its log: without it the new server would hold this
     # script's stdout open (and a caller waiting for its end would wait for the server's).
