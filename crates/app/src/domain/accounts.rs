@@ -17,11 +17,11 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, LockType};
+use sea_orm::sea_query::{Expr, ExprTrait, LockType};
 use sea_orm::{
-    ActiveModelBehavior, ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait,
-    DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, LoaderTrait, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect, SqlErr,
+    ActiveModelBehavior, ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr,
+    EntityTrait, IntoActiveModel, LoaderTrait, PaginatorTrait, QueryFilter, QueryOrder,
+    QuerySelect, SqlErr,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
@@ -791,8 +791,8 @@ fn address_scope(address: IpAddr) -> String {
 
 /// One page of accounts, oldest first, and how many match in all.
 ///
-/// `search` matches a part of the email or the name, ignoring case (on SQLite, case is
-/// ignored for ASCII letters only).
+/// `search` matches a part of the email or the name, ignoring case (see
+/// [`super::search`]).
 #[tracing::instrument(skip(db))]
 pub async fn list_users(
     db: &DatabaseConnection,
@@ -802,24 +802,11 @@ pub async fn list_users(
 ) -> Result<(Vec<user_account::Model>, u64), AccountError> {
     let mut query = user_account::Entity::find();
     if let Some(term) = search.map(str::trim).filter(|term| !term.is_empty()) {
-        let escaped: String = term
-            .to_lowercase()
-            .chars()
-            .flat_map(|c| match c {
-                '%' | '_' | '\\' => vec!['\\', c],
-                c => vec![c],
-            })
-            .collect();
-        let pattern = format!("%{escaped}%");
-        let contains = |column: user_account::Column| {
-            Expr::expr(Func::lower(Expr::col(column)))
-                .like(LikeExpr::new(pattern.clone()).escape('\\'))
-        };
-        query = query.filter(
-            Condition::any()
-                .add(contains(user_account::Column::Email))
-                .add(contains(user_account::Column::Name)),
-        );
+        query = query.filter(super::search::contains(
+            db.get_database_backend(),
+            super::search::ACCOUNT_EMAIL_OR_NAME,
+            term,
+        ));
     }
     let total = query.clone().count(db).await?;
     let users = query

@@ -5,6 +5,7 @@ pub mod accounts;
 pub mod passwords;
 pub mod revocations;
 pub mod roles;
+pub mod search;
 pub mod tags;
 pub mod todo_overlap;
 pub mod todos;

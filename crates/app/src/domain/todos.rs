@@ -22,18 +22,16 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Timelike, Utc};
 use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::{
-    Expr, ExprTrait, Func, LikeExpr, LockType, NullOrdering, OnConflict, Query,
-};
+use sea_orm::sea_query::{Expr, ExprTrait, LockType, NullOrdering, OnConflict, Query};
 use sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait,
-    DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, Order, PaginatorTrait, QueryFilter,
-    QueryOrder, QuerySelect,
+    DatabaseConnection, DbBackend, DbErr, EntityTrait, IntoActiveModel, Order, PaginatorTrait,
+    QueryFilter, QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
 use super::tags::{self, MAX_IN_VALUES, NUL_MESSAGE, rows_per_insert};
-use super::todo_overlap;
+use super::{search, todo_overlap};
 use crate::models::todo::{self, Importance};
 use crate::models::{tag, user_account_todo_tag};
 
@@ -648,7 +646,11 @@ pub async fn list(
     if !problems.is_empty() {
         return Err(TodoError::Invalid(problems));
     }
-    let filter = list_filter(user_id, &query.clone().normalized());
+    let filter = list_filter(
+        db.get_database_backend(),
+        user_id,
+        &query.clone().normalized(),
+    );
     let total = todo::Entity::find()
         .filter(filter.clone())
         .count(db)
@@ -680,14 +682,11 @@ pub async fn list(
     Ok((page, total))
 }
 
-fn list_filter(user_id: Uuid, query: &TodoQuery) -> Condition {
+fn list_filter(backend: DbBackend, user_id: Uuid, query: &TodoQuery) -> Condition {
     use todo::Column as C;
     let mut filter = Condition::all().add(C::UserId.eq(user_id));
     if let Some(search) = query.search.as_deref().filter(|s| !s.is_empty()) {
-        filter = filter.add(
-            Expr::expr(Func::lower(Expr::col((todo::Entity, C::Item))))
-                .like(LikeExpr::new(like_pattern(search)).escape(LIKE_ESCAPE)),
-        );
+        filter = filter.add(search::contains(backend, search::TODO_ITEM, search));
     }
     let bounds = [
         (C::StartTime, query.start_time_from, false, true),
@@ -730,23 +729,6 @@ fn list_filter(user_id: Uuid, query: &TodoQuery) -> Condition {
         );
     }
     filter
-}
-
-/// The escape character of LIKE patterns; not a backslash, whose quoting differs by dialect.
-const LIKE_ESCAPE: char = '!';
-
-/// `%term%`, lowercased, with the wildcards and the escape character of `term` escaped.
-fn like_pattern(term: &str) -> String {
-    let mut pattern = String::with_capacity(term.len() + 2);
-    pattern.push('%');
-    for c in term.to_lowercase().chars() {
-        if matches!(c, '%' | '_') || c == LIKE_ESCAPE {
-            pattern.push(LIKE_ESCAPE);
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
 }
 
 fn sort_key(field: SortField) -> Expr {
@@ -942,12 +924,6 @@ mod tests {
         let none = TodoError::Overlap(Vec::new()).to_string();
         assert!(none.ends_with("; try again"), "{none}");
         assert!(!none.contains(" ;"), "{none}");
-    }
-
-    #[test]
-    fn like_patterns_escape_wildcards() {
-        assert_eq!(like_pattern("Milk"), "%milk%");
-        assert_eq!(like_pattern("50%_off!"), "%50!%!_off!!%");
     }
 
     #[test]

@@ -20,6 +20,9 @@ mod m_acce0a353bde;
 
 #[path = "2026-12-01_todos_of_a_user_do_not_overlap_9014f3b65a0e.rs"]
 mod m_9014f3b65a0e;
+
+#[path = "2026-12-01_search_on_todos_and_accounts_uses_an_ind_3168f13bb5b8.rs"]
+mod m_3168f13bb5b8;
 // strata:modules
 
 /// Every migration, oldest first.
@@ -31,6 +34,7 @@ pub fn all() -> Vec<strata::Migration> {
         m_ba33124e89af::migration(),
         m_acce0a353bde::migration(),
         m_9014f3b65a0e::migration(),
+        m_3168f13bb5b8::migration(),
         // strata:list
     ]
 }

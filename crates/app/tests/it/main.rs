@@ -23,6 +23,7 @@ mod registration;
 mod restart;
 mod revocations;
 mod roles;
+mod search;
 mod shutdown;
 mod squash;
 mod strict_lint;
