@@ -236,6 +236,11 @@ def table(kind, labels, results, args):
         if light is None or heavy is None:
             lines.append(f"| {label} | - | - | - | - | - | not offered by this build |")
             continue
+        if not light["requests"] or not heavy["requests"]:
+            # wrk counts only the requests that finish within the run.
+            lines.append(f"| {label} | none finished in {args.duration} s | | | | | "
+                         f"{'missed' if label in BOUNDED else 'n/a'} |")
+            continue
         ratio = heavy["p50_ms"] / light["p50_ms"] if light["p50_ms"] else float("inf")
         goal = ("met" if ratio <= GOAL else "missed") if label in BOUNDED else "n/a"
         errors = heavy["errors"] + light["errors"]

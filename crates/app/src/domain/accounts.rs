@@ -802,11 +802,9 @@ pub async fn list_users(
 ) -> Result<(Vec<user_account::Model>, u64), AccountError> {
     let mut query = user_account::Entity::find();
     if let Some(term) = search.map(str::trim).filter(|term| !term.is_empty()) {
-        query = query.filter(super::search::contains(
-            db.get_database_backend(),
-            super::search::ACCOUNT_EMAIL_OR_NAME,
-            term,
-        ));
+        query = query.filter(
+            super::search::condition(db, super::search::ACCOUNT_EMAIL_OR_NAME, term).await?,
+        );
     }
     let total = query.clone().count(db).await?;
     let users = query

@@ -17,14 +17,19 @@
 //! in any script ("ÉCOLE" finds "école") gives the same results on both databases; a letter
 //! whose lowercase is two characters (the Turkish `İ`) may not.
 
-use sea_orm::DbBackend;
 use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, Func, LikeExpr};
+use sea_orm::{ConnectionTrait, DbBackend, DbErr, Statement};
 
 /// The escape character of LIKE patterns; not a backslash, whose quoting differs by dialect.
 const LIKE_ESCAPE: char = '!';
 
 /// The shortest term the trigram indexes serve.
 const INDEXED_LENGTH: usize = 3;
+
+/// Matches in the whole SQLite FTS5 index from which a term counts as frequent. The index
+/// holds every user's rows, and an `IN (.. MATCH ..)` reads all its matches: for a frequent
+/// term, reading the user's own rows is cheaper (a page stops after `limit` of them).
+const FREQUENT: i64 = 2000;
 
 /// What a search looks in: the columns and, on SQLite, the FTS5 table over them.
 #[derive(Debug, Clone, Copy)]
@@ -51,8 +56,43 @@ pub const ACCOUNT_EMAIL_OR_NAME: Searched = Searched {
     fts: "user_account_search_fts",
 };
 
+/// [`contains`], choosing on SQLite between the FTS5 index and a scan of the rows in reach
+/// (see [`FREQUENT`]): one bounded count on the index first. A frequent term scans with
+/// SQLite's `LIKE`, whose case folding is right for an ASCII term only; a frequent non-ASCII
+/// term still goes through the index.
+pub async fn condition(
+    db: &impl ConnectionTrait,
+    searched: Searched,
+    term: &str,
+) -> Result<Condition, DbErr> {
+    let backend = db.get_database_backend();
+    if backend == DbBackend::Sqlite && term.is_ascii() && term.len() >= INDEXED_LENGTH {
+        let sql = format!(
+            "SELECT count(*) FROM (SELECT 1 FROM \"{fts}\" WHERE \"{fts}\" MATCH ? LIMIT {FREQUENT})",
+            fts = searched.fts
+        );
+        let statement = Statement::from_sql_and_values(backend, sql, [fts_phrase(term).into()]);
+        let matches = match db.query_one_raw(statement).await? {
+            Some(row) => row.try_get_by_index::<i64>(0)?,
+            None => 0,
+        };
+        if matches >= FREQUENT {
+            let pattern = like_pattern(term);
+            let mut any = Condition::any();
+            for column in searched.columns {
+                any = any.add(
+                    Expr::col((Alias::new(searched.table), Alias::new(*column)))
+                        .like(LikeExpr::new(pattern.clone()).escape(LIKE_ESCAPE)),
+                );
+            }
+            return Ok(any);
+        }
+    }
+    Ok(contains(backend, searched, term))
+}
+
 /// The condition "one of the columns of `searched` contains `term`, ignoring case", for the
-/// database `backend`. An empty term matches every row.
+/// database `backend`, through the FTS5 index on SQLite. An empty term matches every row.
 pub fn contains(backend: DbBackend, searched: Searched, term: &str) -> Condition {
     if term.is_empty() {
         return Condition::all();

@@ -25,8 +25,8 @@ use sea_orm::ActiveValue::Set;
 use sea_orm::sea_query::{Expr, ExprTrait, LockType, NullOrdering, OnConflict, Query};
 use sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait,
-    DatabaseConnection, DbBackend, DbErr, EntityTrait, IntoActiveModel, Order, PaginatorTrait,
-    QueryFilter, QueryOrder, QuerySelect,
+    DatabaseConnection, DbErr, EntityTrait, IntoActiveModel, Order, PaginatorTrait, QueryFilter,
+    QueryOrder, QuerySelect,
 };
 use uuid::Uuid;
 
@@ -646,11 +646,12 @@ pub async fn list(
     if !problems.is_empty() {
         return Err(TodoError::Invalid(problems));
     }
-    let filter = list_filter(
-        db.get_database_backend(),
-        user_id,
-        &query.clone().normalized(),
-    );
+    let normalized = query.clone().normalized();
+    let search = match normalized.search.as_deref().filter(|s| !s.is_empty()) {
+        Some(term) => Some(search::condition(db, search::TODO_ITEM, term).await?),
+        None => None,
+    };
+    let filter = list_filter(user_id, &normalized, search);
     let total = todo::Entity::find()
         .filter(filter.clone())
         .count(db)
@@ -682,11 +683,12 @@ pub async fn list(
     Ok((page, total))
 }
 
-fn list_filter(backend: DbBackend, user_id: Uuid, query: &TodoQuery) -> Condition {
+/// The conditions of `query`; `search` is its search, made by [`search::condition`].
+fn list_filter(user_id: Uuid, query: &TodoQuery, search: Option<Condition>) -> Condition {
     use todo::Column as C;
     let mut filter = Condition::all().add(C::UserId.eq(user_id));
-    if let Some(search) = query.search.as_deref().filter(|s| !s.is_empty()) {
-        filter = filter.add(search::contains(backend, search::TODO_ITEM, search));
+    if let Some(search) = search {
+        filter = filter.add(search);
     }
     let bounds = [
         (C::StartTime, query.start_time_from, false, true),

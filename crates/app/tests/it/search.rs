@@ -277,6 +277,18 @@ async fn search_reads_the_index(kind: Kind) {
     }
     let found = found_items(&app, &ann, "NUMBER 12345").await;
     assert_eq!(found, BTreeSet::from(["todo number 12345".to_string()]));
+    // A term most rows hold: SQLite reads the user's rows instead of the whole index.
+    for (term, total) in [("NUMBER 1999", 11), ("todo Number", u64::from(BIG))] {
+        let response = app
+            .get("/api/todos", &ann)
+            .query(&[("search", term), ("limit", "5")])
+            .send()
+            .await
+            .unwrap();
+        let page: Value = response.json().await.unwrap();
+        assert_eq!(page["total"], total, "{kind:?} search {term:?}");
+        assert_eq!(page["items"].as_array().unwrap().len(), 5);
+    }
 
     // Accounts: a handful of rows, so PostgreSQL is told not to scan to show the index serves.
     if kind == Kind::Postgres {
