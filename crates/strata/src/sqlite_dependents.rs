@@ -193,7 +193,65 @@ pub async fn restore(
                 .map_err(|e| refuse(d, e))?;
         }
     }
+    reindex_external_content(conn, &step.table).await
+}
+
+/// Rebuilds every FTS5 index whose external content is `table`: such an index refers to the
+/// table's rows by rowid, and the copy gave the rows new rowids.
+async fn reindex_external_content(conn: &mut Conn, table: &str) -> Result<(), String> {
+    let rows = conn
+        .fetch_text(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'table' \
+             AND sql LIKE 'CREATE VIRTUAL TABLE%'",
+        )
+        .await
+        .map_err(|e| format!("cannot read sqlite_master: {e}"))?;
+    for row in rows {
+        let mut cells = row.into_iter().map(Option::unwrap_or_default);
+        let (name, sql) = (
+            cells.next().unwrap_or_default(),
+            cells.next().unwrap_or_default(),
+        );
+        if fts5_content_table(&sql).is_some_and(|content| content.eq_ignore_ascii_case(table)) {
+            let fts = quote_ident(&name);
+            conn.execute(&format!("INSERT INTO {fts} ({fts}) VALUES ('rebuild')"))
+                .await
+                .map_err(|e| {
+                    format!("cannot rebuild full-text index {name} after the rebuild of table {table}: {e}")
+                })?;
+        }
+    }
     Ok(())
+}
+
+/// The `content=` table of a `CREATE VIRTUAL TABLE .. USING fts5(..)` statement, if it names
+/// one (an empty value is a contentless table).
+fn fts5_content_table(sql: &str) -> Option<String> {
+    let lower = sql.to_lowercase();
+    let args = &lower[lower.find("using fts5")?..];
+    let mut rest = args;
+    while let Some(at) = rest.find("content") {
+        let before = rest[..at].chars().next_back();
+        let after = rest[at + "content".len()..].trim_start();
+        rest = &rest[at + "content".len()..];
+        if before.is_some_and(|c| c.is_alphanumeric() || c == '_') {
+            continue;
+        }
+        let Some(value) = after.strip_prefix('=') else {
+            continue;
+        };
+        let value = value.trim_start();
+        let name: String = match value.chars().next() {
+            Some(q @ ('\'' | '"' | '`')) => value[1..].chars().take_while(|c| *c != q).collect(),
+            Some('[') => value[1..].chars().take_while(|c| *c != ']').collect(),
+            _ => value
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect(),
+        };
+        return (!name.is_empty()).then_some(name);
+    }
+    None
 }
 
 /// The identifiers of a statement, lowercased: bare words and `"quoted"`, `` `quoted` `` or
@@ -256,7 +314,34 @@ fn identifiers(sql: &str) -> BTreeSet<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::identifiers;
+    use super::{fts5_content_table, identifiers};
+
+    #[test]
+    fn fts5_content_tables_are_read_from_the_statement() {
+        let content = |sql: &str| fts5_content_table(sql);
+        assert_eq!(
+            content(
+                "CREATE VIRTUAL TABLE t_fts USING fts5(item, content='Todo', \
+                 content_rowid='rowid', tokenize='trigram')"
+            )
+            .as_deref(),
+            Some("todo")
+        );
+        assert_eq!(
+            content("CREATE VIRTUAL TABLE f USING fts5(a, content_rowid = 'x', content = \"b\")")
+                .as_deref(),
+            Some("b")
+        );
+        assert_eq!(
+            content("CREATE VIRTUAL TABLE f USING fts5(a, content='')"),
+            None
+        );
+        assert_eq!(content("CREATE VIRTUAL TABLE f USING fts5(content)"), None);
+        assert_eq!(
+            content("CREATE VIRTUAL TABLE r USING rtree(id, content)"),
+            None
+        );
+    }
 
     #[test]
     fn identifiers_skip_strings_and_comments() {

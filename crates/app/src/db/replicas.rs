@@ -28,8 +28,8 @@ use sqlx::postgres::PgPool;
 use uuid::Uuid;
 
 use super::echo;
-use super::pooler::DbConn;
 use super::pool::{self, LostConnections, PoolShape};
+use super::pooler::DbConn;
 use crate::config::DatabaseSettings;
 use crate::metrics::Metrics;
 

@@ -17,11 +17,10 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::{Expr, ExprTrait, Func, LikeExpr, LockType};
+use sea_orm::sea_query::{Expr, ExprTrait, LockType};
 use sea_orm::{
-    ActiveModelBehavior, ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr,
-    EntityTrait, IntoActiveModel, LoaderTrait, PaginatorTrait, QueryFilter, QueryOrder,
-    QuerySelect, SqlErr,
+    ActiveModelBehavior, ActiveModelTrait, ColumnTrait, ConnectionTrait, DbErr, EntityTrait,
+    IntoActiveModel, LoaderTrait, PaginatorTrait, QueryFilter, QueryOrder, QuerySelect, SqlErr,
 };
 use sha2::{Digest, Sha256};
 use tokio::sync::OnceCell;
@@ -805,8 +804,8 @@ pub struct UserList {
 /// [`super::paging::EXACT_TOTAL_UP_TO`]) and where the next page starts: after `after` (a
 /// range of the `(created_at, id)` index, the same cost at any depth), or at `offset`.
 ///
-/// `search` matches a part of the email or the name, ignoring case (on SQLite, case is
-/// ignored for ASCII letters only).
+/// `search` matches a part of the email or the name, ignoring case (see
+/// [`super::search`]).
 #[tracing::instrument(skip(db))]
 pub async fn list_users(
     db: &crate::db::DbConn,
@@ -835,23 +834,8 @@ pub async fn list_users(
     }
     let mut query = user_account::Entity::find();
     if let Some(term) = search.map(str::trim).filter(|term| !term.is_empty()) {
-        let escaped: String = term
-            .to_lowercase()
-            .chars()
-            .flat_map(|c| match c {
-                '%' | '_' | '\\' => vec!['\\', c],
-                c => vec![c],
-            })
-            .collect();
-        let pattern = format!("%{escaped}%");
-        let contains = |column: user_account::Column| {
-            Expr::expr(Func::lower(Expr::col(column)))
-                .like(LikeExpr::new(pattern.clone()).escape('\\'))
-        };
         query = query.filter(
-            Condition::any()
-                .add(contains(user_account::Column::Email))
-                .add(contains(user_account::Column::Name)),
+            super::search::condition(db, super::search::ACCOUNT_EMAIL_OR_NAME, term).await?,
         );
     }
     let total = paging::bounded_count(db, query.clone()).await?;

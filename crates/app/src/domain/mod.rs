@@ -7,6 +7,7 @@ pub mod paging;
 pub mod passwords;
 pub mod revocations;
 pub mod roles;
+pub mod search;
 pub mod tags;
 pub mod todo_overlap;
 pub mod todo_pages;

@@ -22,9 +22,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, SubsecRound, TimeDelta, Timelike, Utc};
 use sea_orm::ActiveValue::Set;
-use sea_orm::sea_query::{
-    Expr, ExprTrait, Func, LikeExpr, LockType, NullOrdering, OnConflict, Query,
-};
+use sea_orm::sea_query::{Expr, ExprTrait, LockType, NullOrdering, OnConflict, Query};
 use sea_orm::{
     ActiveModelBehavior, ActiveModelTrait, ColumnTrait, Condition, ConnectionTrait, DbErr,
     EntityTrait, IntoActiveModel, Order, QueryFilter, QueryOrder, QuerySelect,
@@ -33,8 +31,8 @@ use uuid::Uuid;
 
 use super::paging::{self, Total};
 use super::tags::{self, MAX_IN_VALUES, NUL_MESSAGE, rows_per_insert};
-use super::todo_overlap;
 use super::todo_pages::{self, Position};
+use super::{search, todo_overlap};
 use crate::models::todo::{self, Importance};
 use crate::models::{tag, user_account_todo_tag};
 
@@ -680,7 +678,12 @@ pub async fn list(
     if !problems.is_empty() {
         return Err(TodoError::Invalid(problems));
     }
-    let filter = list_filter(user_id, &query.clone().normalized());
+    let normalized = query.clone().normalized();
+    let search = match normalized.search.as_deref().filter(|s| !s.is_empty()) {
+        Some(term) => Some(search::condition(db, search::TODO_ITEM, term).await?),
+        None => None,
+    };
+    let filter = list_filter(user_id, &normalized, search);
     let total = paging::bounded_count(db, todo::Entity::find().filter(filter.clone())).await?;
     // One row more than the page tells whether another page follows.
     let wanted = query.limit + 1;
@@ -731,14 +734,12 @@ async fn rows_at_offset(
         .await
 }
 
-fn list_filter(user_id: Uuid, query: &TodoQuery) -> Condition {
+/// The conditions of `query`; `search` is its search, made by [`search::condition`].
+fn list_filter(user_id: Uuid, query: &TodoQuery, search: Option<Condition>) -> Condition {
     use todo::Column as C;
     let mut filter = Condition::all().add(C::UserId.eq(user_id));
-    if let Some(search) = query.search.as_deref().filter(|s| !s.is_empty()) {
-        filter = filter.add(
-            Expr::expr(Func::lower(Expr::col((todo::Entity, C::Item))))
-                .like(LikeExpr::new(like_pattern(search)).escape(LIKE_ESCAPE)),
-        );
+    if let Some(search) = search {
+        filter = filter.add(search);
     }
     let bounds = [
         (C::StartTime, query.start_time_from, false, true),
@@ -781,23 +782,6 @@ fn list_filter(user_id: Uuid, query: &TodoQuery) -> Condition {
         );
     }
     filter
-}
-
-/// The escape character of LIKE patterns; not a backslash, whose quoting differs by dialect.
-const LIKE_ESCAPE: char = '!';
-
-/// `%term%`, lowercased, with the wildcards and the escape character of `term` escaped.
-fn like_pattern(term: &str) -> String {
-    let mut pattern = String::with_capacity(term.len() + 2);
-    pattern.push('%');
-    for c in term.to_lowercase().chars() {
-        if matches!(c, '%' | '_') || c == LIKE_ESCAPE {
-            pattern.push(LIKE_ESCAPE);
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
 }
 
 fn sort_key(field: SortField) -> Expr {
@@ -993,12 +977,6 @@ mod tests {
         let none = TodoError::Overlap(Vec::new()).to_string();
         assert!(none.ends_with("; try again"), "{none}");
         assert!(!none.contains(" ;"), "{none}");
-    }
-
-    #[test]
-    fn like_patterns_escape_wildcards() {
-        assert_eq!(like_pattern("Milk"), "%milk%");
-        assert_eq!(like_pattern("50%_off!"), "%50!%!_off!!%");
     }
 
     #[test]

@@ -29,6 +29,9 @@ mod m_094d57262bca;
 
 #[path = "2026-12-01_the_account_list_s_order_is_indexed_565916603307.rs"]
 mod m_565916603307;
+
+#[path = "2026-12-01_search_on_todos_and_accounts_uses_an_ind_3168f13bb5b8.rs"]
+mod m_3168f13bb5b8;
 // strata:modules
 
 /// Every migration, oldest first.
@@ -43,6 +46,7 @@ pub fn all() -> Vec<strata::Migration> {
         m_86298080d8d1::migration(),
         m_094d57262bca::migration(),
         m_565916603307::migration(),
+        m_3168f13bb5b8::migration(),
         // strata:list
     ]
 }

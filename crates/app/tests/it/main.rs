@@ -27,6 +27,7 @@ mod replicas;
 mod restart;
 mod revocations;
 mod roles;
+mod search;
 mod shutdown;
 mod squash;
 mod strict_lint;

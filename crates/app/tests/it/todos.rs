@@ -1022,7 +1022,10 @@ async fn a_page_takes_at_most_three_statements(kind: Kind) {
                 .iter()
                 .all(|t| t.tags.iter().any(|tag| tag.name == "home"))
     );
-    assert!(statements <= 3, "filtered: {statements} statements");
+    // A search of three characters or more on SQLite first looks how often the full-text
+    // index holds the term (one bounded count; see domain::search).
+    let most = if kind == Kind::Sqlite { 4 } else { 3 };
+    assert!(statements <= most, "filtered: {statements} statements");
     db.close().await;
 }
 

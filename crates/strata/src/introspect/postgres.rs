@@ -51,8 +51,10 @@ LEFT JOIN pg_class ref ON ref.oid = con.confrelid
 WHERE con.conrelid = $1 AND con.contype IN ('p', 'u', 'c', 'f')
 ORDER BY con.conname";
 
-/// Indexes that back no primary key, unique or exclusion constraint. Expression entries are
-/// given as PostgreSQL prints them; `INCLUDE` columns are left out.
+/// B-tree indexes that back no primary key, unique or exclusion constraint. Expression
+/// entries are given as PostgreSQL prints them; `INCLUDE` columns are left out. The model
+/// describes b-tree indexes only: others (a trigram GIN index made by raw SQL) stay outside
+/// it, as exclusion constraints do.
 const INDEXES: &str = "\
 SELECT ic.relname::text AS name,
        i.indisunique AS is_unique,
@@ -66,6 +68,7 @@ SELECT ic.relname::text AS name,
 FROM pg_index i
 JOIN pg_class ic ON ic.oid = i.indexrelid
 WHERE i.indrelid = $1
+  AND ic.relam = (SELECT oid FROM pg_am WHERE amname = 'btree')
   AND NOT i.indisprimary
   AND NOT EXISTS (SELECT 1 FROM pg_constraint con
                   WHERE con.conindid = i.indexrelid AND con.conrelid = i.indrelid

@@ -14,9 +14,12 @@ use super::{
 };
 use crate::schema::{Check, Column, ForeignKey, ForeignKeyAction, Index, Schema, Table, Unique};
 
-const TABLES: &str = r"SELECT name, sql FROM sqlite_master
-WHERE type = 'table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\'
-ORDER BY name";
+/// Ordinary tables only: a virtual table (such as an FTS5 index made by raw SQL) and the
+/// shadow tables that hold its data are outside the model, as triggers are.
+const TABLES: &str = r"SELECT m.name, m.sql FROM sqlite_master m
+JOIN pragma_table_list t ON t.schema = 'main' AND t.name = m.name AND t.type = 'table'
+WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite\_%' ESCAPE '\'
+ORDER BY m.name";
 
 const COLUMNS: &str = r#"SELECT name, type, "notnull", dflt_value, pk
 FROM pragma_table_info(?1) ORDER BY cid"#;
@@ -32,8 +35,8 @@ const FOREIGN_KEYS: &str = r#"SELECT id, "table", "from", "to", on_update, on_de
 FROM pragma_foreign_key_list(?1) ORDER BY id, seq"#;
 
 /// Reads every table of the `main` schema into a [`Schema`], skipping the names in
-/// `exclude` (such as the migration version table), SQLite's own `sqlite_*` tables and any
-/// `_strata_*` table.
+/// `exclude` (such as the migration version table), SQLite's own `sqlite_*` tables, any
+/// `_strata_*` table, and virtual tables with their shadow tables.
 ///
 /// Names of constraints and CHECK expressions come from the `CREATE TABLE` text, exactly as
 /// written. SQLite has no comments, so `comment` is always `None`.
