@@ -127,6 +127,11 @@ pub fn migrator(settings: &DatabaseSettings) -> Result<Migrator, MigrateError> {
         lock_timeout: timeouts.lock_timeout,
         statement_timeout: timeouts.statement_timeout,
         lock_retries: timeouts.lock_retries,
+        // Non-atomic migrations keep concurrent upgraders out through a connection of their own.
+        guard_connection: match &settings.url {
+            crate::config::DatabaseUrl::Postgres { options, .. } => Some((**options).clone()),
+            crate::config::DatabaseUrl::Sqlite { .. } => None,
+        },
         ..strata::runner::RunOptions::default()
     };
     Ok(Migrator::new(history()?, settings.version_table.clone()).with_run_options(options))

@@ -25,6 +25,7 @@ pub mod migration;
 pub mod migrator;
 pub mod names;
 mod narrowing_guard;
+mod non_atomic_guard;
 pub mod ops;
 pub mod prelude;
 mod rename_objects;

@@ -866,11 +866,20 @@ async fn run_one(
     options: &RunOptions,
     on_event: &mut (dyn FnMut(Event<'_>) + Send),
 ) -> Result<Outcome, RunError> {
+    let guard = match &options.guard_connection {
+        Some(guard_options) if !m.atomic && plan.dialect == Dialect::Postgres => {
+            Some(crate::non_atomic_guard::Guard::take(guard_options, &plan.version_table).await?)
+        }
+        _ => None,
+    };
     let result = run_statements(conn, plan, m, options, on_event).await;
     if !matches!(result, Ok(Outcome::Done | Outcome::Skipped)) {
         // Outside a transaction this fails harmlessly.
         let _ = conn.execute("ROLLBACK").await;
         restore_foreign_keys(conn, plan, m).await;
+    }
+    if let Some(guard) = guard {
+        guard.release().await;
     }
     result
 }

@@ -18,7 +18,7 @@ use crate::render::quote_ident;
 use crate::runner::Conn;
 
 /// How the runner guards each migration. The default sets nothing and never retries.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct RunOptions {
     /// `SET LOCAL lock_timeout` in each migration's transaction (PostgreSQL).
     pub lock_timeout: Option<Duration>,
@@ -28,6 +28,10 @@ pub struct RunOptions {
     pub lock_retries: u32,
     /// The wait before the first retry; it doubles for each next one (with jitter).
     pub retry_delay: Duration,
+    /// Where a non-atomic migration opens the connection that keeps other upgraders out
+    /// while its steps run (PostgreSQL; see `non_atomic_guard`). Without it, upgraders
+    /// that run concurrently must not meet at a non-atomic migration.
+    pub guard_connection: Option<sqlx::postgres::PgConnectOptions>,
 }
 
 impl Default for RunOptions {
@@ -37,6 +41,7 @@ impl Default for RunOptions {
             statement_timeout: None,
             lock_retries: 0,
             retry_delay: Duration::from_secs(1),
+            guard_connection: None,
         }
     }
 }

@@ -26,6 +26,10 @@ pub const CONSTRAINT: &str = "ex_todo_user_time_no_overlap";
 /// PostgreSQL's SQLSTATE for a row an exclusion constraint refuses.
 const EXCLUSION_VIOLATION: &str = "23P01";
 
+/// `deadlock_detected`: two racing inserts whose ranges meet can each wait for the other's
+/// uncommitted row while checking the exclusion constraint; PostgreSQL then rolls one back.
+const DEADLOCK: &str = "40P01";
+
 /// How many times a write runs when its overlap vanished before its conflicts could be named.
 pub(super) const ATTEMPTS: usize = 3;
 
@@ -37,17 +41,25 @@ pub(super) fn enforced_by_database(db: &impl ConnectionTrait) -> bool {
 
 /// Whether `err` is [`CONSTRAINT`] refusing a row.
 pub(super) fn is_violation(err: &DbErr) -> bool {
+    server_error(err).is_some_and(|db| {
+        db.code().as_deref() == Some(EXCLUSION_VIOLATION) && db.constraint() == Some(CONSTRAINT)
+    })
+}
+
+/// A deadlock the server broke by rolling this transaction back: nothing was written.
+fn is_deadlock(err: &DbErr) -> bool {
+    server_error(err).is_some_and(|db| db.code().as_deref() == Some(DEADLOCK))
+}
+
+fn server_error(err: &DbErr) -> Option<&dyn sqlx::error::DatabaseError> {
     match err {
         DbErr::Exec(RuntimeErr::SqlxError(err)) | DbErr::Query(RuntimeErr::SqlxError(err)) => {
             match &**err {
-                sqlx::Error::Database(db) => {
-                    db.code().as_deref() == Some(EXCLUSION_VIOLATION)
-                        && db.constraint() == Some(CONSTRAINT)
-                }
-                _ => false,
+                sqlx::Error::Database(db) => Some(db.as_ref()),
+                _ => None,
             }
         }
-        _ => false,
+        _ => None,
     }
 }
 
@@ -64,6 +76,10 @@ pub(super) async fn refusal<C: TransactionTrait>(
     range: Option<(DateTime<Utc>, DateTime<Utc>)>,
     except: Option<Uuid>,
 ) -> Result<(), TodoError> {
+    if range.is_some() && is_deadlock(&err) {
+        // Rolled back whole by the server: the caller tries again.
+        return Ok(());
+    }
     let Some((start, end)) = range.filter(|_| is_violation(&err)) else {
         return Err(TodoError::Db(err));
     };

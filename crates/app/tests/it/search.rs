@@ -278,7 +278,11 @@ async fn search_reads_the_index(kind: Kind) {
     let found = found_items(&app, &ann, "NUMBER 12345").await;
     assert_eq!(found, BTreeSet::from(["todo number 12345".to_string()]));
     // A term most rows hold: SQLite reads the user's rows instead of the whole index.
-    for (term, total) in [("NUMBER 1999", 11), ("todo Number", u64::from(BIG))] {
+    // (`total` stops counting past 1,000.)
+    for (term, total) in [
+        ("NUMBER 1999", 11),
+        ("todo Number", u64::from(BIG).min(1000)),
+    ] {
         let response = app
             .get("/api/todos", &ann)
             .query(&[("search", term), ("limit", "5")])

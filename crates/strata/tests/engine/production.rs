@@ -236,6 +236,7 @@ fn quick_retries(retries: u32) -> RunOptions {
         statement_timeout: Some(Duration::from_secs(30)),
         lock_retries: retries,
         retry_delay: Duration::from_millis(200),
+        guard_connection: None,
     }
 }
 
