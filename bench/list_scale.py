@@ -21,83 +21,42 @@ Needs: `cargo build --release -p app`, wrk (Debian: apt-get install wrk), psql.
 """
 
 import argparse
-import json
 import os
 import secrets
 import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 import urllib.parse
-import urllib.request
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LOAD = os.path.join(ROOT, "bench", "load")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import load  # noqa: E402
+from load import LOAD, ROOT, sh  # noqa: E402
+
 SORTS = ["created_at", "updated_at", "item", "start_time", "end_time", "importance"]
 # Kinds whose heavy/light p50 ratio the goal bounds (offset pages are not among them).
 GOAL = 2.0
 BOUNDED = ("first page", "cursor page", "search milk", "search zebra") + tuple(f"sort {s}" for s in SORTS)
 
 
-def sh(cmd, **kw):
-    done = subprocess.run(cmd, capture_output=True, text=True, **kw)
-    if done.returncode != 0:
-        sys.exit(f"failed: {' '.join(cmd)}\n{done.stdout}\n{done.stderr}")
-    return done.stdout
+# Pages of a million-row list may take long before the indexes; seeding the server's database
+# may make its start slow: these allow for both.
+REQUEST_TIMEOUT = 120
+START_TIMEOUT = 600
+# A small pool, no overflow: the list queries, not the pool, should set the pace.
+POOL = {"DATABASE_POOL_SIZE": "8", "DATABASE_MAX_POOL_OVERFLOW": "0"}
 
 
 def http(method, url, body=None, token=None, form=False):
-    headers, data = {}, None
-    if body is not None:
-        if form:
-            data = urllib.parse.urlencode(body).encode()
-            headers["Content-Type"] = "application/x-www-form-urlencoded"
-        else:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, data=data, headers=headers, method=method)
-    with urllib.request.urlopen(request, timeout=120) as response:
-        text = response.read().decode()
-        return json.loads(text) if text else None
+    return load.http(method, url, body, token, form, timeout=REQUEST_TIMEOUT)
 
 
-class Server:
+def Server(binary, url, port, log_path):
     """The release binary on a port (development: it upgrades the schema at start)."""
-
-    def __init__(self, binary, url, port, log_path):
-        env = {
-            "PATH": os.environ.get("PATH", ""),
-            "APP_ENV": "development",
-            "DATABASE_URL": url,
-            "DATABASE_FIXTURE_PATH": os.path.join(ROOT, "crates", "app", "fixtures"),
-            "DATABASE_POOL_SIZE": "8",
-            "DATABASE_MAX_POOL_OVERFLOW": "0",
-            "LOG_LEVEL": "warning",
-            "RUST_LOG": "warn",
-            "NO_COLOR": "1",
-        }
-        self.log = open(log_path, "a")
-        self.process = subprocess.Popen([binary, "run", "--port", str(port)], env=env, stdout=self.log, stderr=self.log)
-        self.base = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 600
-        while True:
-            try:
-                http("GET", self.base + "/health")
-                return
-            except Exception:
-                if self.process.poll() is not None or time.time() > deadline:
-                    sys.exit(f"the server did not start; see {log_path}")
-                time.sleep(0.3)
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait(timeout=60)
-        self.log.close()
+    return load.Server(binary, url, port, log_path, echo=False, extra_env=POOL,
+                       start_timeout=START_TIMEOUT, log_mode="a")
 
 
 def item_sql(n):

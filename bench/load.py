@@ -48,7 +48,7 @@ def pg_url(base, name):
     return urllib.parse.urlunsplit(parts._replace(path="/" + name))
 
 
-def http(method, url, body=None, token=None, form=False):
+def http(method, url, body=None, token=None, form=False, timeout=30):
     headers = {}
     data = None
     if body is not None:
@@ -61,7 +61,7 @@ def http(method, url, body=None, token=None, form=False):
     if token:
         headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(url, data=data, headers=headers, method=method)
-    with urllib.request.urlopen(request, timeout=30) as response:
+    with urllib.request.urlopen(request, timeout=timeout) as response:
         text = response.read().decode()
         return json.loads(text) if text else None
 
@@ -69,7 +69,7 @@ def http(method, url, body=None, token=None, form=False):
 class Server:
     """The release binary on a port, logging SQL to a file."""
 
-    def __init__(self, binary, url, port, log_path, echo, extra_env=None):
+    def __init__(self, binary, url, port, log_path, echo, extra_env=None, start_timeout=60, log_mode="w"):
         env = {
             "PATH": os.environ.get("PATH", ""),
             "APP_ENV": "development",
@@ -83,10 +83,10 @@ class Server:
             "NO_COLOR": "1",
             **(extra_env or {}),
         }
-        self.log = open(log_path, "w")
+        self.log = open(log_path, log_mode)
         self.process = subprocess.Popen([binary, "run", "--port", str(port)], env=env, stdout=self.log, stderr=self.log)
         self.base = f"http://127.0.0.1:{port}"
-        deadline = time.time() + 60
+        deadline = time.time() + start_timeout
         while True:
             try:
                 http("GET", self.base + "/health")
